@@ -1,0 +1,22 @@
+"""hashring: a compiled consistent hash ring for Python.
+
+Which node owns this key, and which nodes back it up? ``HashRing`` answers for one key
+or millions at once (lists, numpy and Arrow arrays), with the GIL released, and keeps
+answering while nodes are added and removed.
+"""
+
+from ._ring import EmptyRingError
+from ._version import __version__
+from .keys import hash64, hash64_many
+from .ring import DEFAULT_VNODES, MAX_POINTS, HashRing, RingSnapshot
+
+__all__ = [
+    "HashRing",
+    "RingSnapshot",
+    "EmptyRingError",
+    "hash64",
+    "hash64_many",
+    "DEFAULT_VNODES",
+    "MAX_POINTS",
+    "__version__",
+]

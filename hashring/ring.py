@@ -1,0 +1,542 @@
+"""HashRing: the Python face of the compiled ring.
+
+A ring is a sequence of immutable snapshots (:class:`RingSnapshot`). Lookups read the
+current snapshot through one attribute and never lock; a change builds the next
+snapshot under a writer lock and swaps it in with one assignment. A reader holding an
+old snapshot gets an old but consistent answer.
+
+Placement rules (``compat=None``):
+
+- node ``name`` with weight ``w`` gets ``max(1, floor(vnodes * w + 0.5))`` points; weights
+  are absolute, so adding a node never moves another node's points;
+- point ``j`` of ``name`` is ``hash64(f"{name}-{j}")``;
+- points are ordered by value, ties by node name, then ``j``;
+- a key belongs to the first point whose value is ``>= hash64(key)``, wrapping past the
+  largest point to the smallest.
+
+``compat="ketama"`` and ``compat="uhashring"`` reproduce libketama and uhashring's ketama
+mode key for key (their rules are in ``research``/README: float32 vs integer group
+rounding, ``>=`` vs ``>``, tie handling, ``str(key)``); a change rebuilds the whole ring,
+as theirs do.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import threading
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import numpy as np
+
+from . import _ring
+from ._ring import EmptyRingError, RingTable
+from .keys import key_batches
+
+__all__ = ["HashRing", "RingSnapshot", "EmptyRingError", "DEFAULT_VNODES", "MAX_POINTS"]
+
+_HASH_IDS = {"xxh3": _ring.ALGO_XXH3, "md5": _ring.ALGO_MD5, "murmur3": _ring.ALGO_MURMUR3}
+_COMPAT_IDS = {"ketama": _ring.ALGO_KETAMA, "uhashring": _ring.ALGO_UHASHRING}
+
+#: Default points per node (native) or md5 groups of 4 points per node (compat modes).
+#: 1024 keeps peak/mean load at 100 equal nodes near 1.07 over 1M keys (README).
+DEFAULT_VNODES = {None: 1024, "ketama": 40, "uhashring": 40}
+
+#: Upper bound on the points of one ring (16 bytes each: 2 GiB of lookup tables).
+MAX_POINTS = 1 << 27
+
+_TWO64 = float(2**64)
+
+
+class _Config:
+    """The immutable settings of a ring."""
+
+    __slots__ = ("compat", "hash", "vnodes", "algo")
+
+    def __init__(self, vnodes, hash, compat):
+        if compat is not None and compat not in _COMPAT_IDS:
+            raise ValueError(f"compat must be None, 'ketama' or 'uhashring', not {compat!r}")
+        if hash is None:
+            hash = "md5" if compat else "xxh3"
+        if not isinstance(hash, str) or hash not in _HASH_IDS:
+            raise ValueError(f"hash must be one of {sorted(_HASH_IDS)}, not {hash!r}")
+        if compat and hash != "md5":
+            raise ValueError(f"hash={hash!r} cannot be used with compat={compat!r}, which hashes with md5")
+        if vnodes is None:
+            vnodes = DEFAULT_VNODES[compat]
+        if isinstance(vnodes, bool) or not isinstance(vnodes, numbers.Integral):
+            raise TypeError(f"vnodes must be a positive int, not {type(vnodes).__name__}")
+        vnodes = int(vnodes)
+        if vnodes <= 0:
+            raise ValueError(f"vnodes must be a positive int, not {vnodes}")
+        if vnodes > MAX_POINTS:
+            raise ValueError(f"vnodes={vnodes} is above the limit of {MAX_POINTS} points per ring")
+        self.compat = compat
+        self.hash = hash
+        self.vnodes = vnodes
+        self.algo = _COMPAT_IDS[compat] if compat else _HASH_IDS[hash]
+
+    def check_name(self, name):
+        if not isinstance(name, str):
+            raise TypeError(f"node names must be str, not {type(name).__name__} ({name!r})")
+        if not name:
+            raise ValueError("node names must be non-empty")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"node name {name!r} is not valid Unicode") from None
+        return name
+
+    def check_weight(self, name, weight):
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
+            raise TypeError(f"weight of node {name!r} must be a positive number, not {type(weight).__name__}")
+        if self.compat:
+            if not isinstance(weight, numbers.Integral):
+                raise TypeError(f"weight of node {name!r} must be a positive int in compat={self.compat!r} mode, "
+                                f"not {weight!r}")
+            weight = int(weight)
+        elif isinstance(weight, numbers.Integral):
+            weight = int(weight)
+        else:
+            weight = float(weight)
+        if not math.isfinite(weight) or weight <= 0:
+            raise ValueError(f"weight of node {name!r} must be a positive finite number, not {weight!r}")
+        return weight
+
+    def native_count(self, weight) -> int:
+        return max(1, math.floor(self.vnodes * weight + 0.5))
+
+    def groups(self, weight, n_nodes, total_weight) -> int:
+        """md5 groups (4 points each) of one node in a compat mode."""
+        if self.compat == "uhashring":
+            return (self.vnodes * n_nodes * weight) // total_weight
+        # libketama: float pct = (float)w / (float)W; floorf(pct * 40.0 * (float)N),
+        # the product in double, rounded to float by the floorf argument.
+        pct = np.float32(np.float32(weight) / np.float32(total_weight))
+        return int(math.floor(np.float32(float(pct) * float(self.vnodes) * float(np.float32(n_nodes)))))
+
+    def __reduce__(self):
+        return (_Config, (self.vnodes, self.hash, self.compat))
+
+
+def _parse_nodes(cfg: _Config, nodes) -> dict:
+    if isinstance(nodes, (str, bytes)):
+        raise TypeError(f"nodes must be an iterable of node names or a mapping name -> weight, "
+                        f"not a single {type(nodes).__name__}")
+    items = nodes.items() if isinstance(nodes, Mapping) else ((n, 1) for n in nodes)
+    weights = {}
+    try:
+        for name, weight in items:
+            cfg.check_name(name)
+            weight = cfg.check_weight(name, weight)
+            if name in weights:
+                raise ValueError(f"nodes: duplicate node name {name!r}")
+            weights[name] = weight
+    except TypeError as exc:
+        if "not iterable" in str(exc):
+            raise TypeError(f"nodes must be an iterable of node names or a mapping, not {type(nodes).__name__}") from None
+        raise
+    return weights
+
+
+def _check_size(cfg: _Config, weights: dict):
+    if cfg.compat:
+        total = 4 * cfg.vnodes * max(len(weights), 1)
+    else:
+        total = sum(cfg.native_count(w) for w in weights.values())
+    if total > MAX_POINTS:
+        raise ValueError(f"vnodes={cfg.vnodes} with these weights gives {total} points, above the limit "
+                         f"of {MAX_POINTS} (hashring.MAX_POINTS)")
+
+
+def _owners_for(counts) -> np.ndarray:
+    return np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+
+
+def _build_native(cfg: _Config, weights: dict) -> RingTable:
+    names = tuple(weights)
+    counts = [cfg.native_count(w) for w in weights.values()]
+    parts = [_ring.vnode_points(name.encode("utf-8"), c, cfg.algo) for name, c in zip(names, counts)]
+    points = np.concatenate(parts) if parts else np.empty(0, np.uint64)
+    owners = _owners_for(counts)
+    order = np.argsort(points, kind="stable")
+    sorted_points = points[order]
+    if len(points) > 1 and np.any(sorted_points[1:] == sorted_points[:-1]):
+        # Rare in 64 bits: order equal points by node name, then by vnode index.
+        rank = np.empty(len(names), dtype=np.int64)
+        rank[np.argsort(np.array(names, dtype=object))] = np.arange(len(names))
+        vnode = np.concatenate([np.arange(c) for c in counts])
+        order = np.lexsort((vnode, rank[owners], points))
+        sorted_points = points[order]
+    return RingTable(sorted_points, owners[order], names, cfg.algo)
+
+
+def _build_compat(cfg: _Config, weights: dict) -> RingTable:
+    names = tuple(weights)
+    total = sum(weights.values())
+    groups = [cfg.groups(w, len(names), total) for w in weights.values()]
+    parts = [_ring.ketama_points(name.encode("utf-8"), g) for name, g in zip(names, groups)]
+    points = np.concatenate(parts) if parts else np.empty(0, np.uint64)
+    owners = _owners_for([4 * g for g in groups])
+    # Stable: equal points stay in node order, then group, then digest word (libketama).
+    order = np.argsort(points, kind="stable")
+    points, owners = points[order], owners[order]
+    if cfg.compat == "uhashring" and len(points) > 1:
+        # uhashring keeps a dict point -> node, so the node added last owns every copy.
+        starts = np.flatnonzero(np.r_[True, points[1:] != points[:-1]])
+        if len(starts) < len(points):
+            winners = np.maximum.reduceat(owners, starts)
+            owners = np.repeat(winners, np.diff(np.r_[starts, len(points)])).astype(np.int32)
+    return RingTable(points, owners, names, cfg.algo)
+
+
+def _build(cfg: _Config, weights: dict) -> RingTable:
+    return _build_compat(cfg, weights) if cfg.compat else _build_native(cfg, weights)
+
+
+def _check_n(n, n_nodes) -> int:
+    if isinstance(n, bool):
+        raise TypeError("n must be an int, not bool")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"n must be an int, not {type(n).__name__}") from None
+    if n < 1:
+        raise ValueError(f"n must be >= 1, not {n}")
+    if n > n_nodes:
+        raise ValueError(f"n={n} is larger than the {n_nodes} nodes in the ring")
+    return n
+
+
+class RingSnapshot:
+    """One immutable state of a ring. Every lookup on it sees the same nodes."""
+
+    __slots__ = ("_table", "_weights", "_config")
+
+    def __init__(self, table: RingTable, weights: dict, config: _Config):
+        self._table = table
+        self._weights = weights
+        self._config = config
+
+    # --- introspection -------------------------------------------------------
+    @property
+    def nodes(self) -> tuple:
+        """Node names, in insertion order; ``map`` returns indices into this tuple."""
+        return self._table.names
+
+    @property
+    def weights(self) -> Mapping:
+        """Read-only mapping name -> weight."""
+        return MappingProxyType(self._weights)
+
+    @property
+    def vnodes(self) -> int:
+        return self._config.vnodes
+
+    @property
+    def hash(self) -> str:
+        return self._config.hash
+
+    @property
+    def compat(self):
+        return self._config.compat
+
+    @property
+    def points(self) -> np.ndarray:
+        """Sorted ring points (read-only; compat modes keep their u32 points in the top half)."""
+        return self._table.points
+
+    @property
+    def owners(self) -> np.ndarray:
+        """Owner index of each point (read-only int32)."""
+        return self._table.owners
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the lookup tables (points, owners, prefix index)."""
+        return self._table.nbytes
+
+    def __len__(self) -> int:
+        return len(self._weights)
+
+    def __contains__(self, name) -> bool:
+        return name in self._weights
+
+    def __iter__(self):
+        return iter(self._table.names)
+
+    # --- lookups -------------------------------------------------------------
+    def _require_points(self):
+        if self._table.n_points == 0:
+            raise EmptyRingError("the ring is empty: add a node before looking up keys")
+
+    def get_node(self, key) -> str:
+        """Name of the node that owns ``key``."""
+        return self._table.get_node(key)
+
+    def get_nodes(self, key, n: int) -> list:
+        """Preference list: ``n`` distinct node names in ring order, owner first.
+
+        ``n`` larger than the number of nodes raises ``ValueError``.
+        """
+        self._require_points()
+        n = _check_n(n, len(self._weights))
+        nodes = self._table.get_nodes(key, n)
+        if len(nodes) < n:
+            raise ValueError(f"n={n} exceeds the {len(nodes)} nodes that own points on the ring")
+        return nodes
+
+    def map(self, keys) -> np.ndarray:
+        """Owner of every key as an int32 array of indices into ``nodes``."""
+        self._require_points()
+        table = self._table
+        batches = key_batches(keys, table.algo == _ring.ALGO_UHASHRING)
+        out = np.empty(sum(b.length for b in batches), dtype=np.int32)
+        pos = 0
+        for kb in batches:
+            table.map_batch(kb, out[pos:pos + kb.length])
+            pos += kb.length
+        return out
+
+    def map_nodes(self, keys, n: int) -> np.ndarray:
+        """Preference lists of every key: an int32 array of shape ``(len(keys), n)``."""
+        self._require_points()
+        n = _check_n(n, len(self._weights))
+        table = self._table
+        batches = key_batches(keys, table.algo == _ring.ALGO_UHASHRING)
+        out = np.empty((sum(b.length for b in batches), n), dtype=np.int32)
+        pos = 0
+        for kb in batches:
+            table.map_nodes_batch(kb, n, out[pos:pos + kb.length])
+            pos += kb.length
+        return out
+
+    def lookup_hashes(self, hashes) -> np.ndarray:
+        """Owner of pre-hashed keys (uint64 array) as int32 indices into ``nodes``.
+
+        Native rings take ``hash64`` values; compat rings take the 32-bit ketama hash
+        (``md5_32``), each value < 2**32.
+        """
+        self._require_points()
+        if not isinstance(hashes, np.ndarray):
+            hashes = np.asarray(hashes)
+            if hashes.dtype.kind in "iu" and hashes.size and hashes.min() >= 0:
+                hashes = hashes.astype(np.uint64)
+        if hashes.dtype != np.uint64:
+            raise TypeError(f"hashes must be a uint64 array, not dtype {hashes.dtype} "
+                            f"(convert with .astype(np.uint64) if the values are hashes)")
+        if hashes.ndim != 1:
+            raise ValueError(f"hashes must be 1-dimensional, got shape {hashes.shape}")
+        hashes = np.ascontiguousarray(hashes)
+        out = np.empty(len(hashes), dtype=np.int32)
+        self._table.map_batch(_ring.KeyBatch(_ring.KIND_HASHES, hashes, len(hashes)), out)
+        return out
+
+    def shares(self) -> dict:
+        """Fraction of the hash space owned by each node (sums to 1)."""
+        P = self._table.n_points
+        result = dict.fromkeys(self._table.names, 0.0)
+        if P == 0:
+            return result
+        if P == 1:
+            result[self._table.names[self._table.owners[0]]] = 1.0
+            return result
+        pts = self._table.points
+        # Point i owns the arc (points[i-1], points[i]]; point 0 also owns the wrap.
+        arcs = np.empty(P, dtype=np.uint64)
+        arcs[1:] = pts[1:] - pts[:-1]
+        arcs[:1] = pts[:1] - pts[-1:]         # modulo 2**64 (array ops wrap silently)
+        per_node = np.bincount(self._table.owners, weights=arcs.astype(np.float64),
+                               minlength=len(self._table.names)) / _TWO64
+        for name, share in zip(self._table.names, per_node):
+            result[name] = float(share)
+        return result
+
+    def __repr__(self):
+        return f"<RingSnapshot {_describe(self)}>"
+
+
+def _describe(snap: RingSnapshot) -> str:
+    names = snap.nodes
+    shown = ", ".join(repr(n) for n in names[:4]) + (", ..." if len(names) > 4 else "")
+    mode = f"compat={snap.compat!r}" if snap.compat else f"hash={snap.hash!r}"
+    return f"{len(names)} nodes [{shown}], {snap._table.n_points} points, vnodes={snap.vnodes}, {mode}"
+
+
+class HashRing:
+    """A consistent hash ring with named, weighted nodes.
+
+    ``nodes``: an iterable of node names, or a mapping name -> weight (positive int or
+    float; only ints in compat modes). ``vnodes``: points per node of weight 1 (native),
+    or md5 groups of 4 points (compat). ``hash``: ``"xxh3"`` (default), ``"md5"`` or
+    ``"murmur3"``. ``compat``: ``None``, ``"ketama"`` (libketama) or ``"uhashring"``.
+
+    Lookups never lock and are safe while other threads add or remove nodes.
+    """
+
+    __slots__ = ("_snap", "_lock", "__weakref__")
+
+    def __init__(self, nodes=(), *, vnodes=None, hash=None, compat=None):
+        cfg = _Config(vnodes, hash, compat)
+        weights = _parse_nodes(cfg, nodes)
+        _check_size(cfg, weights)
+        self._lock = threading.Lock()
+        self._snap = RingSnapshot(_build(cfg, weights), weights, cfg)
+
+    # --- reading ---------------------------------------------------------------
+    def snapshot(self) -> RingSnapshot:
+        """The current immutable snapshot: a consistent view for several calls."""
+        return self._snap
+
+    def get_node(self, key) -> str:
+        """Name of the node that owns ``key``."""
+        return self._snap._table.get_node(key)
+
+    def get_nodes(self, key, n: int) -> list:
+        """Preference list: ``n`` distinct node names in ring order, owner first."""
+        return self._snap.get_nodes(key, n)
+
+    def map(self, keys) -> np.ndarray:
+        """Owner of every key as int32 indices into ``nodes`` (use ``snapshot()`` to pair
+        the indices with the names while other threads change the ring)."""
+        return self._snap.map(keys)
+
+    def map_nodes(self, keys, n: int) -> np.ndarray:
+        """Preference lists of every key: int32 array of shape ``(len(keys), n)``."""
+        return self._snap.map_nodes(keys, n)
+
+    def lookup_hashes(self, hashes) -> np.ndarray:
+        """Owner of pre-hashed keys (uint64) as int32 indices into ``nodes``."""
+        return self._snap.lookup_hashes(hashes)
+
+    def shares(self) -> dict:
+        """Fraction of the hash space owned by each node."""
+        return self._snap.shares()
+
+    nodes = property(lambda self: self._snap.nodes, doc="Node names in insertion order.")
+    weights = property(lambda self: self._snap.weights, doc="Read-only mapping name -> weight.")
+    vnodes = property(lambda self: self._snap.vnodes)
+    hash = property(lambda self: self._snap.hash)
+    compat = property(lambda self: self._snap.compat)
+
+    def __len__(self) -> int:
+        return len(self._snap)
+
+    def __contains__(self, name) -> bool:
+        return name in self._snap
+
+    def __iter__(self):
+        return iter(self._snap)
+
+    # --- changing ------------------------------------------------------------
+    def add_node(self, name: str, weight=1) -> None:
+        """Add a node; only keys that now belong to it move."""
+        with self._lock:
+            snap = self._snap
+            cfg = snap._config
+            cfg.check_name(name)
+            weight = cfg.check_weight(name, weight)
+            if name in snap._weights:
+                raise ValueError(f"node {name!r} is already in the ring")
+            weights = {**snap._weights, name: weight}
+            _check_size(cfg, weights)
+            if cfg.compat:
+                table = _build_compat(cfg, weights)
+            else:
+                table = _insert_native(cfg, snap._table, weights, name, len(weights) - 1)
+            self._snap = RingSnapshot(table, weights, cfg)
+
+    def remove_node(self, name: str) -> None:
+        """Remove a node; only its keys move (to the next node along the ring)."""
+        with self._lock:
+            snap = self._snap
+            if name not in snap._weights:
+                raise KeyError(f"node {name!r} is not in the ring")
+            weights = {k: v for k, v in snap._weights.items() if k != name}
+            cfg = snap._config
+            if cfg.compat:
+                table = _build_compat(cfg, weights)
+            else:
+                table = _delete_native(snap._table, snap._table.names.index(name), tuple(weights))
+            self._snap = RingSnapshot(table, weights, cfg)
+
+    def set_weight(self, name: str, weight) -> None:
+        """Change a node's weight; its position in ``nodes`` is kept."""
+        with self._lock:
+            snap = self._snap
+            if name not in snap._weights:
+                raise KeyError(f"node {name!r} is not in the ring")
+            cfg = snap._config
+            weight = cfg.check_weight(name, weight)
+            weights = dict(snap._weights)
+            weights[name] = weight
+            _check_size(cfg, weights)
+            if cfg.compat:
+                table = _build_compat(cfg, weights)
+            else:
+                idx = snap._table.names.index(name)
+                without = _delete_native(snap._table, idx, None)
+                table = _insert_native(cfg, without, weights, name, idx)
+            self._snap = RingSnapshot(table, weights, cfg)
+
+    # --- Python protocols ----------------------------------------------------------
+    def __reduce__(self):
+        snap = self._snap
+        return (_restore, (snap._config, list(snap._weights.items())))
+
+    def __copy__(self):
+        ring = HashRing.__new__(HashRing)
+        ring._lock = threading.Lock()
+        ring._snap = self._snap          # snapshots are immutable: sharing is a copy
+        return ring
+
+    def __deepcopy__(self, memo):
+        return self.__copy__()
+
+    def __eq__(self, other):
+        if not isinstance(other, HashRing):
+            return NotImplemented
+        a, b = self._snap, other._snap
+        return (a._config.__reduce__() == b._config.__reduce__()
+                and list(a._weights.items()) == list(b._weights.items()))
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"HashRing({_describe(self._snap)})"
+
+
+def _restore(cfg, items):
+    ring = HashRing.__new__(HashRing)
+    ring._lock = threading.Lock()
+    weights = dict(items)
+    ring._snap = RingSnapshot(_build(cfg, weights), weights, cfg)
+    return ring
+
+
+def _insert_native(cfg, table: RingTable, weights: dict, name: str, idx: int) -> RingTable:
+    """Merge one node's points into a native table (node index idx)."""
+    names = tuple(weights)
+    new = np.sort(_ring.vnode_points(name.encode("utf-8"), cfg.native_count(weights[name]), cfg.algo))
+    old_pts, old_own = table.points, table.owners
+    pos = np.searchsorted(old_pts, new, side="left")
+    hit = pos < len(old_pts)
+    if np.any(old_pts[pos[hit]] == new[hit]) or np.any(new[1:] == new[:-1]):
+        return _build_native(cfg, weights)    # a tie: let the full build order it by name
+    points = np.insert(old_pts, pos, new)
+    owners = np.insert(old_own, pos, np.int32(idx))
+    return RingTable(points, owners, names, cfg.algo)
+
+
+def _delete_native(table: RingTable, idx: int, names) -> RingTable:
+    """Drop node idx's points; with names given, later owner indices shift down."""
+    keep = table.owners != idx
+    points = table.points[keep]
+    owners = table.owners[keep]
+    if names is None:
+        names = table.names
+    else:
+        owners = owners - (owners > idx).astype(np.int32)
+    return RingTable(points, owners, names, table.algo)
