@@ -47,8 +47,6 @@ DEFAULT_VNODES = {None: 1024, "ketama": 40, "uhashring": 40}
 #: Upper bound on the points of one ring (16 bytes each: 2 GiB of lookup tables).
 MAX_POINTS = 1 << 27
 
-_TWO64 = float(2**64)
-
 
 class _Config:
     """The immutable settings of a ring."""
@@ -125,19 +123,21 @@ def _parse_nodes(cfg: _Config, nodes) -> dict:
     if isinstance(nodes, (str, bytes)):
         raise TypeError(f"nodes must be an iterable of node names or a mapping name -> weight, "
                         f"not a single {type(nodes).__name__}")
-    items = nodes.items() if isinstance(nodes, Mapping) else ((n, 1) for n in nodes)
+    if isinstance(nodes, Mapping):
+        items = nodes.items()
+    else:
+        try:
+            items = [(n, 1) for n in nodes]
+        except TypeError:
+            raise TypeError(f"nodes must be an iterable of node names or a mapping name -> weight, "
+                            f"not {type(nodes).__name__}") from None
     weights = {}
-    try:
-        for name, weight in items:
-            cfg.check_name(name)
-            weight = cfg.check_weight(name, weight)
-            if name in weights:
-                raise ValueError(f"nodes: duplicate node name {name!r}")
-            weights[name] = weight
-    except TypeError as exc:
-        if "not iterable" in str(exc):
-            raise TypeError(f"nodes must be an iterable of node names or a mapping, not {type(nodes).__name__}") from None
-        raise
+    for name, weight in items:
+        cfg.check_name(name)
+        weight = cfg.check_weight(name, weight)
+        if name in weights:
+            raise ValueError(f"nodes: duplicate node name {name!r}")
+        weights[name] = weight
     return weights
 
 
@@ -349,7 +349,8 @@ class RingSnapshot:
         arcs[1:] = pts[1:] - pts[:-1]
         arcs[:1] = pts[:1] - pts[-1:]         # modulo 2**64 (array ops wrap silently)
         per_node = np.bincount(self._table.owners, weights=arcs.astype(np.float64),
-                               minlength=len(self._table.names)) / _TWO64
+                               minlength=len(self._table.names))
+        per_node /= per_node.sum()          # the arcs add up to 2**64 exactly; keep float sums at 1
         for name, share in zip(self._table.names, per_node):
             result[name] = float(share)
         return result

@@ -1,0 +1,165 @@
+"""Every kind of bad input: a clear exception naming the argument, and nothing changed."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hashring import EmptyRingError, HashRing, MAX_POINTS
+
+
+def state(ring):
+    snap = ring.snapshot()
+    return (snap.nodes, dict(snap.weights), snap.points.tobytes(), snap.owners.tobytes())
+
+
+@pytest.mark.parametrize("nodes, exc, match", [
+    (["a", "a"], ValueError, "duplicate node name 'a'"),
+    (["a", 3], TypeError, "node names must be str"),
+    ([b"a"], TypeError, "node names must be str"),
+    ([""], ValueError, "non-empty"),
+    (["\ud800"], ValueError, "not valid Unicode"),
+    ({"a": 0}, ValueError, "weight of node 'a'"),
+    ({"a": -1}, ValueError, "weight of node 'a'"),
+    ({"a": math.nan}, ValueError, "weight of node 'a'"),
+    ({"a": math.inf}, ValueError, "weight of node 'a'"),
+    ({"a": "2"}, TypeError, "weight of node 'a'"),
+    ({"a": None}, TypeError, "weight of node 'a'"),
+    ({"a": True}, TypeError, "weight of node 'a'"),
+    ("abc", TypeError, "nodes must be"),
+    (42, TypeError, "nodes must be"),
+])
+def test_bad_nodes(nodes, exc, match):
+    with pytest.raises(exc, match=match):
+        HashRing(nodes)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(vnodes=0), ValueError, "vnodes"),
+    (dict(vnodes=-5), ValueError, "vnodes"),
+    (dict(vnodes=1.5), TypeError, "vnodes"),
+    (dict(vnodes=True), TypeError, "vnodes"),
+    (dict(vnodes=MAX_POINTS + 1), ValueError, "vnodes"),
+    (dict(vnodes=MAX_POINTS // 2), ValueError, "vnodes=.*points, above the limit"),
+    (dict(hash="sha1"), ValueError, "hash must be one of"),
+    (dict(hash=None, compat="ketamax"), ValueError, "compat must be"),
+    (dict(hash="xxh3", compat="ketama"), ValueError, "hash='xxh3' cannot be used with compat='ketama'"),
+])
+def test_bad_configuration(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        HashRing(["a", "b", "c"], **kwargs)
+
+
+def test_compat_weights_must_be_int():
+    with pytest.raises(TypeError, match="positive int in compat='ketama' mode"):
+        HashRing({"a": 1.5}, compat="ketama")
+    with pytest.raises(TypeError, match="positive int in compat='uhashring' mode"):
+        HashRing({"a": 1}, compat="uhashring").add_node("b", 0.5)
+
+
+def test_failed_changes_change_nothing():
+    ring = HashRing({"a": 1, "b": 2})
+    before = state(ring)
+    bad_calls = [
+        (lambda: ring.add_node("a"), ValueError, "already in the ring"),
+        (lambda: ring.add_node(5), TypeError, "node names must be str"),
+        (lambda: ring.add_node("c", 0), ValueError, "weight of node 'c'"),
+        (lambda: ring.add_node("c", float("nan")), ValueError, "weight of node 'c'"),
+        (lambda: ring.add_node("c", MAX_POINTS), ValueError, "above the limit"),
+        (lambda: ring.remove_node("zz"), KeyError, "'zz' is not in the ring"),
+        (lambda: ring.set_weight("zz", 2), KeyError, "'zz' is not in the ring"),
+        (lambda: ring.set_weight("a", -1), ValueError, "weight of node 'a'"),
+        (lambda: ring.set_weight("a", "x"), TypeError, "weight of node 'a'"),
+    ]
+    for call, exc, match in bad_calls:
+        with pytest.raises(exc, match=match):
+            call()
+        assert state(ring) == before
+
+
+@pytest.mark.parametrize("compat", [None, "uhashring"])
+def test_bad_keys(compat):
+    ring = HashRing(["a", "b", "c"], compat=compat)
+    for key in (None, 1.5, [1, 2], {"a": 1}, object(), True):
+        with pytest.raises(TypeError, match="key must be"):
+            ring.get_node(key)
+        with pytest.raises(TypeError, match="key must be"):
+            ring.get_nodes(key, 2)
+        with pytest.raises(TypeError, match=r"keys\[1\]: key must be"):
+            ring.map(["ok", key, "ok"])
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        ring.get_node("bad\udc80")
+    with pytest.raises(ValueError, match=r"keys\[2\].*not valid Unicode"):
+        ring.map(["x", "y", "bad\udc80"])
+
+
+def test_bad_batches():
+    ring = HashRing(["a", "b", "c"])
+    for keys, exc, match in [
+        ("abc", TypeError, "not a single str"),
+        (b"abc", TypeError, "not a single bytes"),
+        ({"a": 1}, TypeError, "not a mapping"),
+        (5, TypeError, "iterable of keys"),
+        (np.zeros(3, np.float64), TypeError, "unsupported array dtype float64"),
+        (np.zeros(3, bool), TypeError, "unsupported array dtype bool"),
+        (np.array(["a", "b"]).reshape(1, 2), ValueError, "1-dimensional"),
+    ]:
+        with pytest.raises(exc, match=match):
+            ring.map(keys)
+    pa = pytest.importorskip("pyarrow")
+    with pytest.raises(TypeError, match=r"keys\[1\]: key must not be None"):
+        ring.map(pa.array(["a", None, "c"]))
+    with pytest.raises(TypeError, match="unsupported Arrow type"):
+        ring.map(pa.array([1.5, 2.5]))
+    bad_u = np.array([0xD800], dtype=np.uint32).view("U1")
+    with pytest.raises(ValueError, match=r"keys\[0\].*not valid Unicode"):
+        ring.map(bad_u)
+
+
+def test_non_contiguous_arrays_are_copied():
+    ring = HashRing(["a", "b", "c"])
+    keys = np.array([f"k{i}" for i in range(100)])
+    np.testing.assert_array_equal(ring.map(keys[::2]), ring.map(list(keys[::2])))
+    b = keys.astype("S")
+    np.testing.assert_array_equal(ring.map(b[::3]), ring.map(list(b[::3])))
+    h = np.arange(200, dtype=np.uint64) * np.uint64(2**56)
+    np.testing.assert_array_equal(ring.lookup_hashes(h[::2]), ring.lookup_hashes(h[::2].copy()))
+    swapped = keys.astype(keys.dtype.newbyteorder(">"))
+    np.testing.assert_array_equal(ring.map(swapped), ring.map(keys))
+
+
+def test_bad_hashes_and_n():
+    ring = HashRing(["a", "b", "c"])
+    with pytest.raises(TypeError, match="hashes must be a uint64 array"):
+        ring.lookup_hashes(np.zeros(3, np.float64))
+    with pytest.raises(TypeError, match="hashes must be a uint64 array"):
+        ring.lookup_hashes(np.array([-1, 2], np.int64))
+    with pytest.raises(ValueError, match="1-dimensional"):
+        ring.lookup_hashes(np.zeros((2, 2), np.uint64))
+    assert list(ring.lookup_hashes([1, 2])) == list(ring.lookup_hashes(np.array([1, 2], np.uint64)))
+    compat = HashRing(["a", "b"], compat="ketama")
+    with pytest.raises(ValueError, match=r"hashes\[1\].*32-bit"):
+        compat.lookup_hashes(np.array([5, 2**32], np.uint64))
+    for n, exc, match in [(0, ValueError, "n must be >= 1"), (4, ValueError, "n=4 is larger than the 3 nodes"),
+                          (1.0, TypeError, "n must be an int"), (True, TypeError, "n must be an int"),
+                          ("2", TypeError, "n must be an int")]:
+        with pytest.raises(exc, match=match):
+            ring.get_nodes("k", n)
+        with pytest.raises(exc, match=match):
+            ring.map_nodes(["k"], n)
+
+
+def test_compat_node_without_points():
+    # A tiny weight gets zero md5 groups in the ketama modes: it is in the ring but owns nothing.
+    ring = HashRing({"big": 1000, "tiny": 1}, compat="uhashring")
+    assert "tiny" in ring and ring.shares()["tiny"] == 0
+    assert ring.get_nodes("k", 1) == ["big"]
+    with pytest.raises(ValueError, match="exceeds the 1 nodes that own points"):
+        ring.get_nodes("k", 2)
+    with pytest.raises(ValueError, match="exceeds the 1 nodes that own points"):
+        ring.map_nodes(["k"], 2)
+
+
+def test_empty_error_names_the_problem():
+    with pytest.raises(EmptyRingError, match="the ring is empty"):
+        HashRing().get_node("x")

@@ -1,0 +1,232 @@
+"""The compiled ring: doors, preference lists, changes, protocols."""
+
+import copy
+import pickle
+import random
+
+import numpy as np
+import pytest
+
+import hashring
+from hashring import EmptyRingError, HashRing
+
+pa = pytest.importorskip("pyarrow")
+pd = pytest.importorskip("pandas")
+
+MODES = [
+    dict(),
+    dict(hash="md5"),
+    dict(hash="murmur3"),
+    dict(compat="ketama"),
+    dict(compat="uhashring"),
+]
+MODE_IDS = ["xxh3", "md5", "murmur3", "ketama", "uhashring"]
+
+
+def random_text_keys(n, seed=0):
+    rnd = random.Random(seed)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789:_-"
+    wide = "éßжкл中文🙂"
+    keys = []
+    for i in range(n):
+        k = "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 40)))
+        if i % 7 == 0:
+            k += rnd.choice(wide)
+        keys.append(k)
+    return keys
+
+
+@pytest.fixture(params=MODES, ids=MODE_IDS)
+def ring(request):
+    return HashRing({f"node{i}": 1 + i % 3 for i in range(1, 31)}, **request.param)
+
+
+def test_every_door_gives_the_same_node(ring):
+    keys = random_text_keys(3000)
+    expected = np.array([ring.nodes.index(ring.get_node(k)) for k in keys], dtype=np.int32)
+    doors = {
+        "list": keys,
+        "tuple": tuple(keys),
+        "generator": (k for k in keys),
+        "numpy U": np.array(keys, dtype="U"),
+        "numpy object": np.array(keys, dtype=object),
+        "numpy U non-contiguous": np.array(keys + keys, dtype="U").reshape(2, -1).T[:, 0].copy()[::1],
+        "arrow string": pa.array(keys, pa.string()),
+        "arrow large_string": pa.array(keys, pa.large_string()),
+        "arrow string_view": pa.array(keys, pa.string_view()),
+        "arrow chunked": pa.chunked_array([keys[:1000], keys[1000:2500], keys[2500:]]),
+        "arrow sliced": pa.array(["pad"] + keys + ["pad"])[1:-1],
+        "arrow dictionary": pa.array(keys).dictionary_encode(),
+        "pandas object": pd.Series(keys, dtype=object),
+        "pandas string[pyarrow]": pd.Series(keys, dtype="string[pyarrow]"),
+        "pandas string[python]": pd.Series(keys, dtype="string[python]"),
+        "pandas Index": pd.Index(keys, dtype=object),
+    }
+    for name, door in doors.items():
+        got = ring.map(door)
+        assert got.dtype == np.int32, name
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+def test_bytes_and_int_doors(ring):
+    raw = [k.encode() for k in random_text_keys(2000, seed=1)]
+    # numpy 'S' strips trailing NULs, as indexing the array does: keep keys NUL-free at the end.
+    raw = [b.rstrip(b"\0") for b in raw]
+    expected = np.array([ring.nodes.index(ring.get_node(b)) for b in raw], dtype=np.int32)
+    np.testing.assert_array_equal(ring.map(raw), expected)
+    np.testing.assert_array_equal(ring.map(np.array(raw, dtype=object)), expected)
+    np.testing.assert_array_equal(ring.map(np.array(raw, dtype="S")), expected)
+    np.testing.assert_array_equal(ring.map(pa.array(raw, pa.binary())), expected)
+    np.testing.assert_array_equal(ring.map(pa.array(raw, pa.large_binary())), expected)
+    np.testing.assert_array_equal(ring.map([bytearray(b) for b in raw]), np.array(
+        [ring.nodes.index(ring.get_node(bytearray(b))) for b in raw], dtype=np.int32))
+    ints = [random.Random(2).randrange(-10**18, 10**19) for _ in range(2000)] + [0, -1, 2**64 - 1]
+    expected = np.array([ring.nodes.index(ring.get_node(i)) for i in ints], dtype=np.int32)
+    np.testing.assert_array_equal(ring.map(ints), expected)
+    signed = np.array([i for i in ints if -2**63 <= i < 2**63], dtype=np.int64)
+    np.testing.assert_array_equal(ring.map(signed), [ring.nodes.index(ring.get_node(int(i))) for i in signed])
+    unsigned = np.array([i for i in ints if 0 <= i < 2**64], dtype=np.uint64)
+    np.testing.assert_array_equal(ring.map(unsigned), [ring.nodes.index(ring.get_node(int(i))) for i in unsigned])
+    for small in (np.int8, np.int16, np.uint32):
+        a = np.arange(-50, 50).astype(small)
+        np.testing.assert_array_equal(ring.map(a), [ring.nodes.index(ring.get_node(int(i))) for i in a])
+
+
+def test_int_key_is_its_decimal_text():
+    ring = HashRing([f"n{i}" for i in range(50)])
+    for i in [0, 7, -12, 10**30, np.int64(99), np.uint8(3)]:
+        assert ring.get_node(i) == ring.get_node(str(int(i)))
+        assert hashring.hash64(i) == hashring.hash64(str(int(i)))
+
+
+def test_uhashring_mode_hashes_bytes_as_their_repr():
+    ring = HashRing([f"n{i}" for i in range(20)], compat="uhashring")
+    for b in [b"abc", b"\xff\x00", b""]:
+        assert ring.get_node(b) == ring.get_node(str(b))
+    assert ring.get_node(bytearray(b"x")) == ring.get_node("bytearray(b'x')")
+    native = HashRing([f"n{i}" for i in range(20)], compat="ketama")
+    assert native.get_node(b"abc") == native.get_node("abc")
+
+
+def test_prehashed_door_matches_hash64():
+    for algo in ("xxh3", "md5", "murmur3"):
+        ring = HashRing([f"n{i}" for i in range(40)], hash=algo)
+        keys = random_text_keys(3000, seed=3)
+        hashes = hashring.hash64_many(keys, algo)
+        assert hashes.dtype == np.uint64
+        assert [int(x) for x in hashes[:50]] == [hashring.hash64(k, algo) for k in keys[:50]]
+        np.testing.assert_array_equal(ring.lookup_hashes(hashes), ring.map(keys))
+    import hashlib
+    for compat in ("ketama", "uhashring"):
+        ring = HashRing([f"n{i}" for i in range(40)], compat=compat)
+        keys = random_text_keys(2000, seed=4)
+        h32 = np.array([int.from_bytes(hashlib.md5(k.encode()).digest()[:4], "little") for k in keys], np.uint64)
+        np.testing.assert_array_equal(ring.lookup_hashes(h32), ring.map(keys))
+
+
+def test_wrap_around_and_exact_points():
+    ring = HashRing(["a", "b", "c"], vnodes=5)
+    snap = ring.snapshot()
+    pts, own = snap.points, snap.owners
+    queries = np.array([0, int(pts[0]), int(pts[0]) + 1, int(pts[-1]), int(pts[-1]) + 1, 2**64 - 1], np.uint64)
+    got = ring.lookup_hashes(queries)
+    expect = [own[0], own[0], own[1], own[-1], own[0], own[0]]
+    assert list(got) == list(expect)
+
+
+def test_preference_lists(ring):
+    keys = random_text_keys(2000, seed=5)
+    mat = ring.map_nodes(keys, 3)
+    assert mat.shape == (2000, 3) and mat.dtype == np.int32
+    first = ring.map(keys)
+    np.testing.assert_array_equal(mat[:, 0], first)
+    for k, row in zip(keys[:300], mat[:300]):
+        names = ring.get_nodes(k, 3)
+        assert names == [ring.nodes[i] for i in row]
+        assert names[0] == ring.get_node(k)
+        assert len(set(names)) == 3
+    everyone = ring.get_nodes("x", len(ring))
+    assert sorted(everyone) == sorted(ring.nodes)
+
+
+def test_node_management_and_introspection():
+    ring = HashRing({"a": 1, "b": 2.5})
+    assert ring.nodes == ("a", "b") and len(ring) == 2 and "a" in ring and "z" not in ring
+    assert dict(ring.weights) == {"a": 1, "b": 2.5}
+    assert len(ring.snapshot().points) == 1024 + 2560
+    ring.add_node("c", 0.5)
+    assert ring.nodes == ("a", "b", "c") and len(ring.snapshot().points) == 1024 + 2560 + 512
+    ring.set_weight("a", 2)
+    assert ring.nodes == ("a", "b", "c") and ring.weights["a"] == 2
+    ring.remove_node("b")
+    assert ring.nodes == ("a", "c")
+    shares = ring.shares()
+    assert set(shares) == {"a", "c"} and abs(sum(shares.values()) - 1) < 1e-9
+    assert shares["a"] > shares["c"]
+    # incremental changes equal a fresh build
+    fresh = HashRing({"a": 2, "c": 0.5})
+    np.testing.assert_array_equal(ring.snapshot().points, fresh.snapshot().points)
+    np.testing.assert_array_equal(ring.snapshot().owners, fresh.snapshot().owners)
+    assert ring == fresh
+    assert list(ring) == ["a", "c"]
+
+
+def test_snapshot_is_stable_across_changes():
+    ring = HashRing(["a", "b", "c"])
+    snap = ring.snapshot()
+    keys = random_text_keys(500)
+    before = snap.map(keys)
+    ring.add_node("d")
+    ring.remove_node("a")
+    np.testing.assert_array_equal(snap.map(keys), before)
+    assert snap.nodes == ("a", "b", "c") and ring.nodes == ("b", "c", "d")
+
+
+def test_pickle_copy_repr(ring):
+    keys = random_text_keys(500)
+    for other in (pickle.loads(pickle.dumps(ring)), copy.copy(ring), copy.deepcopy(ring)):
+        assert other == ring
+        np.testing.assert_array_equal(other.map(keys), ring.map(keys))
+        other.add_node("zzz")
+        assert "zzz" not in ring
+    text = repr(ring)
+    assert "30 nodes" in text and "node1" in text and "points" in text
+    assert repr(HashRing()) .startswith("HashRing(0 nodes")
+
+
+def test_empty_ring():
+    ring = HashRing()
+    for call in (lambda: ring.get_node("k"), lambda: ring.get_nodes("k", 1), lambda: ring.map(["k"]),
+                 lambda: ring.lookup_hashes(np.zeros(1, np.uint64)), lambda: ring.map([])):
+        with pytest.raises(EmptyRingError, match="empty"):
+            call()
+    assert isinstance(EmptyRingError(), LookupError)
+    ring.add_node("only")
+    assert ring.get_node("k") == "only" and list(ring.map(["a", "b"])) == [0, 0]
+    assert ring.shares() == {"only": 1.0}
+    ring.remove_node("only")
+    with pytest.raises(EmptyRingError):
+        ring.get_node("k")
+    assert ring.shares() == {}
+
+
+def test_public_hash64_matches_oracles():
+    import hashlib
+
+    xxhash = pytest.importorskip("xxhash")
+    mmh3 = pytest.importorskip("mmh3")
+    for k in random_text_keys(500, seed=9) + ["", "a" * 300]:
+        b = k.encode()
+        assert hashring.hash64(k) == xxhash.xxh3_64_intdigest(b)
+        assert hashring.hash64(b, "md5") == int.from_bytes(hashlib.md5(b).digest()[:8], "little")
+        assert hashring.hash64(memoryview(b), "murmur3") == mmh3.hash64(b, signed=False)[0]
+    with pytest.raises(ValueError, match="algo"):
+        hashring.hash64("x", "sha1")
+
+
+def test_vnode_points_follow_the_rule():
+    xxhash = pytest.importorskip("xxhash")
+    ring = HashRing({"alpha": 1, "béta": 0.01}, vnodes=100)
+    expected = sorted([xxhash.xxh3_64_intdigest(f"alpha-{j}".encode()) for j in range(100)]
+                      + [xxhash.xxh3_64_intdigest("béta-0".encode())])
+    assert [int(p) for p in ring.snapshot().points] == expected
