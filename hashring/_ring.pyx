@@ -149,19 +149,6 @@ cdef class KeyBatch:
     The batch holds references to every buffer it points into, so the pointers stay
     valid while the GIL is released.
     """
-    cdef readonly int kind
-    cdef readonly Py_ssize_t length
-    cdef readonly bint bytes_repr
-    cdef object seq                 # K_SEQ: a tuple (immutable, keeps items alive)
-    cdef object owner_data          # the objects backing the raw pointers below
-    cdef object owner_offsets
-    cdef const char* data
-    cdef const uint32_t* ucs4
-    cdef const int32_t* off32
-    cdef const int64_t* off64
-    cdef const uint64_t* hashes
-    cdef Py_ssize_t itemsize
-
     def __cinit__(self, int kind, object obj, Py_ssize_t length, Py_ssize_t itemsize=0,
                   object offsets=None, bint bytes_repr=False):
         cdef const uint8_t[::1] u8
@@ -425,19 +412,6 @@ cdef inline Py_ssize_t ring_pos(const uint64_t* pts, const uint32_t* bkt, int sh
 
 cdef class RingTable:
     """An immutable ring snapshot: sorted points, owners and a prefix index."""
-    cdef readonly tuple names
-    cdef readonly Py_ssize_t n_points
-    cdef readonly int algo
-    cdef readonly int bits
-    cdef object _points       # uint64[P + 1], sentinel UINT64_MAX
-    cdef object _owners       # int32[P + 1], sentinel = owner of point 0
-    cdef object _buckets      # uint32[2**bits + 1]
-    cdef const uint64_t* pts
-    cdef const int32_t* own
-    cdef const uint32_t* bkt
-    cdef int shift
-    cdef bint bytes_repr
-
     def __cinit__(self, points, owners, tuple names, int algo):
         """points: sorted uint64[P]; owners: int32[P] indices into names."""
         cdef Py_ssize_t P = len(points), nb, i, j
@@ -500,7 +474,7 @@ cdef class RingTable:
     def __reduce__(self):
         return (RingTable, (self.points, self.owners, self.names, self.algo))
 
-    cdef inline int _check(self) except -1:
+    cdef int _check(self) except -1:
         if self.n_points == 0:
             raise EmptyRingError("the ring is empty: add a node before looking up keys")
         return 0

@@ -1,0 +1,128 @@
+"""``python -m hashring``: a demonstration on built-in defaults.
+
+Builds a 100-node ring, batch-maps 10 million keys, and reports throughput, balance,
+and how many keys move when one node leaves and another joins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+
+import numpy as np
+
+from . import HashRing, __version__
+
+CHUNK = 1_000_000
+
+
+class Progress:
+    """A one-line progress indicator on stderr for steps longer than a second."""
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total, self.start = label, total, time.perf_counter()
+        self.shown = False
+
+    def update(self, done: int):
+        if time.perf_counter() - self.start > 1.0 or self.shown:
+            self.shown = True
+            sys.stderr.write(f"\r  {self.label}: {done / self.total:6.1%}")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.shown:
+            sys.stderr.write("\r" + " " * (len(self.label) + 16) + "\r")
+            sys.stderr.flush()
+
+
+def make_keys(n: int, seed: int) -> np.ndarray:
+    """n keys like b"user:123456789012" as a numpy bytes array (random ids, fixed seed)."""
+    rng = np.random.default_rng(seed)
+    keys = np.empty(n, dtype="S17")
+    progress = Progress(f"generating {n:,} keys", n)
+    for start in range(0, n, CHUNK):
+        m = min(CHUNK, n - start)
+        ids = rng.integers(0, 10**12, size=m, dtype=np.int64).astype("S12")
+        keys[start:start + m] = np.char.add(np.array(b"user:", dtype="S5"), ids)
+        progress.update(start + m)
+    progress.close()
+    return keys
+
+
+def map_all(ring_or_snap, keys: np.ndarray, label: str) -> tuple[np.ndarray, float]:
+    out = np.empty(len(keys), dtype=np.int32)
+    progress = Progress(label, len(keys))
+    elapsed = 0.0
+    for start in range(0, len(keys), CHUNK):
+        part = keys[start:start + CHUNK]
+        t0 = time.perf_counter()
+        out[start:start + len(part)] = ring_or_snap.map(part)
+        elapsed += time.perf_counter() - t0
+        progress.update(start + len(part))
+    progress.close()
+    return out, elapsed
+
+
+def demo(args) -> int:
+    print(f"hashring {__version__} on Python {platform.python_version()} ({platform.machine()})")
+    t0 = time.perf_counter()
+    names = [f"node{i}" for i in range(1, args.nodes + 1)]
+    ring = HashRing(names, vnodes=args.vnodes, hash=args.hash)
+    build_ms = (time.perf_counter() - t0) * 1e3
+    snap = ring.snapshot()
+    print(f"ring: {len(ring)} nodes, {len(snap.points):,} points ({snap.vnodes} per node, hash={snap.hash}), "
+          f"built in {build_ms:.1f} ms, {snap.nbytes / len(snap.points):.1f} bytes/point")
+
+    t0 = time.perf_counter()
+    keys = make_keys(args.keys, args.seed)
+    print(f"keys: {args.keys:,} keys like {keys[0].decode()!r} (numpy bytes array, made in "
+          f"{time.perf_counter() - t0:.1f} s)")
+
+    owners, elapsed = map_all(snap, keys, f"mapping {args.keys:,} keys")
+    print(f"map: {args.keys:,} keys in {elapsed:.2f} s = {args.keys / elapsed / 1e6:.1f} M keys/s "
+          f"({elapsed / args.keys * 1e9:.1f} ns/key)")
+
+    counts = np.bincount(owners, minlength=len(ring))
+    print(f"balance: keys per node min {counts.min():,} / mean {counts.mean():,.0f} / max {counts.max():,}; "
+          f"peak/mean = {counts.max() / counts.mean():.3f}")
+
+    leaving = names[len(names) // 2]
+    share = snap.shares()[leaving]
+    ring.remove_node(leaving)
+    after_remove, _ = map_all(ring.snapshot(), keys, f"remapping after removing {leaving}")
+    old_names = np.array(snap.nodes, dtype=object)
+    new_names = np.array(ring.nodes, dtype=object)
+    moved = old_names[owners] != new_names[after_remove]
+    only_its_keys = bool(np.all(old_names[owners][moved] == leaving))
+    print(f"remove {leaving}: {int(moved.sum()):,} keys moved ({moved.mean():.3%}; its share was {share:.3%}); "
+          f"only its own keys moved: {only_its_keys}")
+
+    snap2 = ring.snapshot()
+    ring.add_node("newcomer")
+    after_add, _ = map_all(ring.snapshot(), keys, "remapping after adding newcomer")
+    names2 = np.array(snap2.nodes, dtype=object)
+    names3 = np.array(ring.nodes, dtype=object)
+    moved = names2[after_remove] != names3[after_add]
+    only_to_it = bool(np.all(names3[after_add][moved] == "newcomer"))
+    print(f"add newcomer: {int(moved.sum()):,} keys moved ({moved.mean():.3%}; its share is "
+          f"{ring.shares()['newcomer']:.3%}); every moved key went to it: {only_to_it}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="hashring", description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=100, help="nodes in the ring (default 100)")
+    parser.add_argument("--keys", type=int, default=10_000_000, help="keys to map (default 10,000,000)")
+    parser.add_argument("--vnodes", type=int, default=None, help="points per node (default: the library's)")
+    parser.add_argument("--hash", default="xxh3", choices=["xxh3", "md5", "murmur3"])
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    if args.nodes < 2 or args.keys < 1:
+        parser.error("--nodes must be >= 2 and --keys >= 1")
+    return demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+# cython: language_level=3
+"""C-level view of the ring snapshot, for other compiled modules of the package."""
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+
+
+cdef class KeyBatch:
+    cdef readonly int kind
+    cdef readonly Py_ssize_t length
+    cdef readonly bint bytes_repr
+    cdef object seq                 # K_SEQ: a tuple (immutable, keeps its items alive)
+    cdef object owner_data          # the objects backing the raw pointers below
+    cdef object owner_offsets
+    cdef const char* data
+    cdef const uint32_t* ucs4
+    cdef const int32_t* off32
+    cdef const int64_t* off64
+    cdef const uint64_t* hashes
+    cdef Py_ssize_t itemsize
+
+
+cdef class RingTable:
+    cdef readonly tuple names
+    cdef readonly Py_ssize_t n_points
+    cdef readonly int algo
+    cdef readonly int bits
+    cdef object _points             # uint64[P + 1], sentinel UINT64_MAX
+    cdef object _owners             # int32[P + 1], sentinel = owner of point 0
+    cdef object _buckets            # uint32[2**bits + 1]
+    cdef const uint64_t* pts
+    cdef const int32_t* own
+    cdef const uint32_t* bkt
+    cdef int shift
+    cdef bint bytes_repr
+
+    cdef int _check(self) except -1
+    cdef uint64_t _query(self, key) except? 0
+    cdef Py_ssize_t _walk(self, uint64_t q, Py_ssize_t n, int32_t* out, uint8_t* seen) noexcept nogil
