@@ -136,3 +136,39 @@ def test_lookups_during_concurrent_changes():
     assert errors == []
     assert min(lookups) > 100
     assert len(states) > 100
+
+
+@pytest.mark.parametrize("door", ["hashes", "list", "numpy S"])
+def test_batch_kernels_release_the_gil(door):
+    """While one thread maps a big batch, another Python thread keeps running."""
+    ring = HashRing([f"node{i}" for i in range(100)])
+    rng = np.random.default_rng(0)
+    if door == "hashes":
+        batch, call = rng.integers(0, 2**63, size=8_000_000, dtype=np.uint64), ring.lookup_hashes
+    elif door == "list":
+        batch, call = [f"k{i}" for i in range(2_000_000)], ring.map
+    else:
+        batch, call = rng.integers(0, 10**12, size=4_000_000).astype("S12"), ring.map
+    done = threading.Event()
+    elapsed = []
+
+    def work():
+        t0 = time.perf_counter()
+        call(batch)
+        elapsed.append(time.perf_counter() - t0)
+        done.set()
+
+    ticks = 0
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        t = threading.Thread(target=work)
+        t.start()
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0)
+        t.join()
+    finally:
+        sys.setswitchinterval(old)
+    # With the GIL held for the whole call this loop could not run at all meanwhile.
+    assert ticks > 100, (ticks, elapsed)
