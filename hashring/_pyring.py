@@ -30,8 +30,9 @@ compat="uhashring" (uhashring 2.5, ``hash_fn='ketama'``)
     strictly greater than its hash, wrapping.
 
 In the compat modes a node may get no points at all (an extreme weight, or a
-tiny ``vnodes``); it is then never returned, so ``get_nodes`` can return fewer
-than ``n`` names, exactly as uhashring's ``range`` does.
+tiny ``vnodes``); it is then never returned, and ``get_nodes`` with ``n`` above
+the number of nodes that own points raises ``ValueError`` (uhashring's
+``range`` would return fewer names).
 """
 
 import bisect

@@ -476,7 +476,7 @@ cdef class RingTable:
 
     cdef int _check(self) except -1:
         if self.n_points == 0:
-            raise EmptyRingError("the ring is empty: add a node before looking up keys")
+            raise EmptyRingError("the ring is empty: no node owns a point (add a node)")
         return 0
 
     cdef uint64_t _query(self, key) except? 0:

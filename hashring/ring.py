@@ -270,7 +270,7 @@ class RingSnapshot:
     # --- lookups -------------------------------------------------------------
     def _require_points(self):
         if self._table.n_points == 0:
-            raise EmptyRingError("the ring is empty: add a node before looking up keys")
+            raise EmptyRingError("the ring is empty: no node owns a point (add a node)")
 
     def get_node(self, key) -> str:
         """Name of the node that owns ``key``."""
