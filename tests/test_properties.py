@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from hashring import HashRing
+from hashring import HashRing, hash64_many
 from hashring._pyring import PyRing
 
 pytest.importorskip("xxhash")
@@ -124,3 +124,28 @@ class RingChanges(RuleBasedStateMachine):
 
 RingChanges.TestCase.settings = settings(max_examples=40, stateful_step_count=12, deadline=None)
 test_ring_changes = RingChanges.TestCase
+
+
+@settings(max_examples=80, deadline=None)
+@given(batch=st.lists(text_keys, min_size=1, max_size=50), mode=modes)
+def test_every_door_agrees_with_get_node(batch, mode):
+    """The same key gives the same node through every door, for any text."""
+    pa = pytest.importorskip("pyarrow")
+    ring = HashRing([f"n{i}" for i in range(9)], vnodes=32 if "compat" not in mode else 8, **mode)
+    expected = [ring.nodes.index(ring.get_node(k)) for k in batch]
+    doors = [batch, tuple(batch), np.array(batch, dtype=object), pa.array(batch), pa.array(batch, pa.large_string())]
+    if all(not k.endswith("\0") for k in batch):
+        doors.append(np.array(batch, dtype="U"))      # numpy 'U' strips trailing NULs
+    for door in doors:
+        assert list(ring.map(door)) == expected
+    raw = [k.encode() for k in batch]
+    if "compat" not in mode or mode["compat"] == "ketama":
+        expected_raw = [ring.nodes.index(ring.get_node(b)) for b in raw]
+        assert expected_raw == expected
+        doors = [raw, pa.array(raw, pa.binary())]
+        if all(not b.endswith(b"\0") for b in raw):
+            doors.append(np.array(raw, dtype="S"))
+        for door in doors:
+            assert list(ring.map(door)) == expected
+    if "compat" not in mode:
+        assert list(ring.lookup_hashes(hash64_many(batch, mode["hash"]))) == expected
