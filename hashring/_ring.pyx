@@ -331,61 +331,54 @@ def hash_batch(KeyBatch kb, int algo, uint64_t[::1] out):
         memcpy(&out[start], s.q, (end - start) * sizeof(uint64_t))
 
 
-def vnode_points(bytes name, Py_ssize_t count, int algo):
-    """Native points of one node: H(name + b"-" + str(j)) for j in range(count)."""
-    cdef Py_ssize_t j, k, nlen = len(name), d
-    cdef uint64_t v
+cdef inline size_t write_label(char* buf, Py_ssize_t nlen, uint64_t j) noexcept nogil:
+    """buf holds name + b"-"; append the decimal digits of j and return the label length."""
     cdef char digits[24]
+    cdef int d = 0, k
+    while True:
+        digits[d] = <char>(48 + j % 10)
+        d += 1
+        j //= 10
+        if j == 0:
+            break
+    for k in range(d):
+        buf[nlen + 1 + k] = digits[d - 1 - k]
+    return <size_t>(nlen + 1 + d)
+
+
+cdef char* label_buffer(bytes name) except NULL:
+    cdef Py_ssize_t nlen = len(name)
     cdef char* buf = <char*>malloc(nlen + 24)
     if buf == NULL:
         raise MemoryError()
-    out = np.empty(count, dtype=np.uint64)
-    cdef uint64_t[::1] o = out
     memcpy(buf, <const char*>name, nlen)
     buf[nlen] = b'-'
+    return buf
+
+
+def vnode_points(bytes name, Py_ssize_t count, int algo):
+    """Native points of one node: H(name + b"-" + str(j)) for j in range(count)."""
+    cdef Py_ssize_t j, nlen = len(name)
+    cdef char* buf = label_buffer(name)
+    out = np.empty(count, dtype=np.uint64)
+    cdef uint64_t[::1] o = out
     with nogil:
         for j in range(count):
-            v = <uint64_t>j
-            d = 0
-            while True:
-                digits[d] = <char>(48 + v % 10)
-                d += 1
-                v //= 10
-                if v == 0:
-                    break
-            for k in range(d):
-                buf[nlen + 1 + k] = digits[d - 1 - k]
-            o[j] = key_query(buf, <size_t>(nlen + 1 + d), algo)
+            o[j] = key_query(buf, write_label(buf, nlen, <uint64_t>j), algo)
     free(buf)
     return out
 
 
 def ketama_points(bytes name, Py_ssize_t groups):
     """libketama's points of one server: 4 little-endian u32 per md5(name-k), stored << 32."""
-    cdef Py_ssize_t j, k, r, nlen = len(name), d
-    cdef uint64_t v
-    cdef char digits[24]
+    cdef Py_ssize_t j, r, nlen = len(name)
     cdef unsigned char dg[16]
-    cdef char* buf = <char*>malloc(nlen + 24)
-    if buf == NULL:
-        raise MemoryError()
+    cdef char* buf = label_buffer(name)
     out = np.empty(4 * groups, dtype=np.uint64)
     cdef uint64_t[::1] o = out
-    memcpy(buf, <const char*>name, nlen)
-    buf[nlen] = b'-'
     with nogil:
         for j in range(groups):
-            v = <uint64_t>j
-            d = 0
-            while True:
-                digits[d] = <char>(48 + v % 10)
-                d += 1
-                v //= 10
-                if v == 0:
-                    break
-            for k in range(d):
-                buf[nlen + 1 + k] = digits[d - 1 - k]
-            hr_md5(buf, <size_t>(nlen + 1 + d), dg)
+            hr_md5(buf, write_label(buf, nlen, <uint64_t>j), dg)
             for r in range(4):
                 o[4 * j + r] = (<uint64_t>(dg[4 * r] | (dg[4 * r + 1] << 8) | (dg[4 * r + 2] << 16)
                                             | (<uint32_t>dg[4 * r + 3] << 24))) << 32
