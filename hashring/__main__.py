@@ -119,9 +119,17 @@ def main(argv=None) -> int:
     parser.add_argument("--hash", default="xxh3", choices=["xxh3", "md5", "murmur3"])
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
-    if args.nodes < 2 or args.keys < 1:
-        parser.error("--nodes must be >= 2 and --keys >= 1")
-    return demo(args)
+    if args.nodes < 2 or args.keys < 1 or args.seed < 0:
+        parser.error("--nodes must be >= 2, --keys >= 1 and --seed >= 0")
+    try:
+        HashRing(["probe"], vnodes=args.vnodes, hash=args.hash)
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
+    try:
+        return demo(args)
+    except BrokenPipeError:          # e.g. piped into `head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

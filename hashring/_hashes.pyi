@@ -1,5 +1,5 @@
-# Buffer is collections.abc.Buffer on Python >= 3.12; type checkers know typing_extensions.
-from typing_extensions import Buffer
+# Any C-contiguous buffer is accepted; these are the common ones.
+Buffer = bytes | bytearray | memoryview
 
 def xxh3_64(data: Buffer, seed: int = ...) -> int: ...
 def md5(data: Buffer) -> bytes: ...

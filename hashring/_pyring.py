@@ -210,6 +210,8 @@ class PyRing:
                 for k in range(self._groups(weights, weight)):
                     for r, value in enumerate(_md5_words(f"{name}-{k}".encode("utf-8"))):
                         entries.append((value, order, k, r, name))
+        if weights and not entries:
+            raise ValueError(f"vnodes={self._vnodes} gives no points to any of the {len(weights)} nodes")
         entries.sort()
         values = [e[0] for e in entries]
         owners = [e[-1] for e in entries]

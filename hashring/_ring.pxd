@@ -8,6 +8,7 @@ cdef class KeyBatch:
     cdef readonly int kind
     cdef readonly Py_ssize_t length
     cdef readonly bint bytes_repr
+    cdef readonly Py_ssize_t base     # index of this batch's first key in the caller's batch
     cdef object seq                 # K_SEQ: a tuple (immutable, keeps its items alive)
     cdef object owner_data          # the objects backing the raw pointers below
     cdef object owner_offsets

@@ -33,7 +33,8 @@ cdef extern from "Python.h":
     bint PyUnicode_IS_COMPACT_ASCII(PyObject*)
     void* PyUnicode_DATA(PyObject*)
     Py_ssize_t PyUnicode_GET_LENGTH(PyObject*)
-    const char* PyUnicode_AsUTF8AndSize(PyObject*, Py_ssize_t*) except NULL
+    object PyUnicode_AsUTF8String(PyObject*)
+    bint PyUnicode_CheckExact(PyObject*)
     char* PyBytes_AS_STRING(PyObject*)
     Py_ssize_t PyBytes_GET_SIZE(PyObject*)
 
@@ -122,25 +123,25 @@ def key_bytes(key, bint bytes_repr=False):
     str -> UTF-8; bytes-like -> its bytes; int (not bool) -> its decimal digits.
     ``bytes_repr`` is uhashring's rule: every key is ``str(key)``, so bytes hash their repr.
     """
-    if isinstance(key, str):
-        try:
-            return (<str>key).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"key {key!r} is not valid Unicode (cannot be UTF-8 encoded): {exc.reason}") from None
-    if isinstance(key, (bytes, bytearray)):
-        if bytes_repr:
-            return str(key).encode("utf-8")
-        return bytes(key)
     if isinstance(key, memoryview):
         if bytes_repr:
             raise TypeError("key: memoryview keys are not accepted in uhashring mode (uhashring hashes str(key))")
         return key.tobytes()
-    if key is None or isinstance(key, bool):
+    if isinstance(key, (str, bytes, bytearray)):
+        text = str(key) if bytes_repr else key
+    elif key is None or isinstance(key, bool):
         raise TypeError(f"key must be str, bytes, bytearray, memoryview or int, not {type(key).__name__}")
+    else:
+        try:
+            text = str(operator.index(key))
+        except TypeError:
+            raise TypeError(f"key must be str, bytes, bytearray, memoryview or int, not {type(key).__name__}") from None
+    if not isinstance(text, str):
+        return bytes(text)
     try:
-        return str(operator.index(key)).encode("ascii")
-    except TypeError:
-        raise TypeError(f"key must be str, bytes, bytearray, memoryview or int, not {type(key).__name__}") from None
+        return (<str>text).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"key {key!r} is not valid Unicode (cannot be UTF-8 encoded): {exc.reason}") from None
 
 
 cdef class KeyBatch:
@@ -150,16 +151,20 @@ cdef class KeyBatch:
     valid while the GIL is released.
     """
     def __cinit__(self, int kind, object obj, Py_ssize_t length, Py_ssize_t itemsize=0,
-                  object offsets=None, bint bytes_repr=False):
+                  object offsets=None, bint bytes_repr=False, Py_ssize_t base=0):
         cdef const uint8_t[::1] u8
         cdef const uint32_t[::1] u32
         cdef const int32_t[::1] o32
         cdef const int64_t[::1] o64
         cdef const uint64_t[::1] h64
+        cdef Py_ssize_t i, bad = -1, nbytes
+        if length < 0 or itemsize < 0:
+            raise ValueError("KeyBatch: negative length or itemsize")
         self.kind = kind
         self.length = length
         self.itemsize = itemsize
         self.bytes_repr = bytes_repr
+        self.base = base
         self.data = NULL
         if kind == K_SEQ:
             if type(obj) is not tuple:
@@ -168,20 +173,42 @@ cdef class KeyBatch:
         elif kind == K_FIXED or kind == K_OFF32 or kind == K_OFF64:
             u8 = obj
             self.owner_data = obj
-            if u8.shape[0] > 0:
+            nbytes = u8.shape[0]
+            if nbytes > 0:
                 self.data = <const char*>&u8[0]
-            if kind == K_FIXED and u8.shape[0] < length * itemsize:
+            if kind == K_FIXED and nbytes < length * itemsize:
                 raise ValueError("KeyBatch: data buffer too short")
+            # Arrow offsets come from outside (IPC files, the C data interface): every key
+            # must lie inside the data buffer before the kernels read it without checks.
             if kind == K_OFF32:
                 o32 = offsets
                 if o32.shape[0] < length + 1:
                     raise ValueError("KeyBatch: offsets too short")
                 self.off32 = &o32[0]
+                with nogil:
+                    if o32[0] < 0 or o32[length] > nbytes:
+                        bad = 0
+                    else:
+                        for i in range(length):
+                            if o32[i + 1] < o32[i]:
+                                bad = i
+                                break
             elif kind == K_OFF64:
                 o64 = offsets
                 if o64.shape[0] < length + 1:
                     raise ValueError("KeyBatch: offsets too short")
                 self.off64 = &o64[0]
+                with nogil:
+                    if o64[0] < 0 or o64[length] > nbytes:
+                        bad = 0
+                    else:
+                        for i in range(length):
+                            if o64[i + 1] < o64[i]:
+                                bad = i
+                                break
+            if bad >= 0:
+                raise ValueError(f"keys: invalid Arrow offsets (near keys[{base + bad}]): "
+                                 f"they must rise and stay inside the data buffer")
             self.owner_offsets = offsets
         elif kind == K_UCS4:
             u32 = obj
@@ -235,13 +262,10 @@ cdef Py_ssize_t _collect_seq(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, _Scr
     try:
         while i < end:
             obj = PyTuple_GET_ITEM(kb.seq, i)
-            if PyUnicode_Check(obj):
-                if PyUnicode_IS_COMPACT_ASCII(obj):
-                    s.ptrs[i - start] = <const char*>PyUnicode_DATA(obj)
-                    s.lens[i - start] = PyUnicode_GET_LENGTH(obj)
-                else:
-                    s.ptrs[i - start] = PyUnicode_AsUTF8AndSize(obj, &n)
-                    s.lens[i - start] = n
+            if PyUnicode_Check(obj) and PyUnicode_IS_COMPACT_ASCII(obj) and (
+                    not bytes_repr or PyUnicode_CheckExact(obj)):
+                s.ptrs[i - start] = <const char*>PyUnicode_DATA(obj)
+                s.lens[i - start] = PyUnicode_GET_LENGTH(obj)
             elif PyBytes_Check(obj) and not bytes_repr:
                 s.ptrs[i - start] = PyBytes_AS_STRING(obj)
                 s.lens[i - start] = PyBytes_GET_SIZE(obj)
@@ -253,9 +277,9 @@ cdef Py_ssize_t _collect_seq(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, _Scr
             i += 1
     except (TypeError, ValueError) as exc:
         item = kb.seq[i]
-        if isinstance(exc, UnicodeEncodeError) or isinstance(item, str):
-            raise ValueError(f"keys[{i}]: {item!r} is not valid Unicode (cannot be UTF-8 encoded)") from None
-        raise type(exc)(f"keys[{i}]: {exc}") from None
+        if isinstance(item, str) and isinstance(exc, ValueError):
+            raise ValueError(f"keys[{kb.base + i}]: {item!r} is not valid Unicode (cannot be UTF-8 encoded)") from None
+        raise type(exc)(f"keys[{kb.base + i}]: {exc}") from None
     return 0
 
 
@@ -310,18 +334,20 @@ cdef Py_ssize_t _fill_queries(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, int
 
 
 cdef inline Py_ssize_t _utf8_scratch_size(KeyBatch kb):
-    return 4 * kb.itemsize if kb.kind == K_UCS4 else 0
+    return 4 * kb.itemsize if kb.kind == K_UCS4 and kb.length > 0 else 0
 
 
 def _raise_bad(KeyBatch kb, Py_ssize_t bad):
     if kb.kind == K_HASHES:
-        raise ValueError(f"hashes[{bad}]: a ketama-mode pre-hashed key must be a 32-bit value (< 2**32)")
-    raise ValueError(f"keys[{bad}]: not valid Unicode (a surrogate or out-of-range code point)")
+        raise ValueError(f"hashes[{kb.base + bad}]: a ketama-mode pre-hashed key must be a 32-bit value (< 2**32)")
+    raise ValueError(f"keys[{kb.base + bad}]: not valid Unicode (a surrogate or out-of-range code point)")
 
 
 def hash_batch(KeyBatch kb, int algo, uint64_t[::1] out):
     """Hash every key of the batch into out (the public hash64_many)."""
     cdef Py_ssize_t start, end, bad, m = kb.length
+    if out.shape[0] != m:
+        raise ValueError("hash_batch: out has the wrong length")
     cdef _Scratch s = _Scratch(_utf8_scratch_size(kb))
     for start in range(0, m, CHUNK):
         end = min(start + CHUNK, m)
@@ -359,9 +385,9 @@ cdef char* label_buffer(bytes name) except NULL:
 def vnode_points(bytes name, Py_ssize_t count, int algo):
     """Native points of one node: H(name + b"-" + str(j)) for j in range(count)."""
     cdef Py_ssize_t j, nlen = len(name)
-    cdef char* buf = label_buffer(name)
     out = np.empty(count, dtype=np.uint64)
     cdef uint64_t[::1] o = out
+    cdef char* buf = label_buffer(name)
     with nogil:
         for j in range(count):
             o[j] = key_query(buf, write_label(buf, nlen, <uint64_t>j), algo)
@@ -373,9 +399,9 @@ def ketama_points(bytes name, Py_ssize_t groups):
     """libketama's points of one server: 4 little-endian u32 per md5(name-k), stored << 32."""
     cdef Py_ssize_t j, r, nlen = len(name)
     cdef unsigned char dg[16]
-    cdef char* buf = label_buffer(name)
     out = np.empty(4 * groups, dtype=np.uint64)
     cdef uint64_t[::1] o = out
+    cdef char* buf = label_buffer(name)
     with nogil:
         for j in range(groups):
             hr_md5(buf, write_label(buf, nlen, <uint64_t>j), dg)
@@ -403,6 +429,20 @@ cdef inline Py_ssize_t ring_pos(const uint64_t* pts, const uint32_t* bkt, int sh
     return lo
 
 
+cdef extern from "Python.h":
+    object PyBytes_FromStringAndSize(const char*, Py_ssize_t)
+
+
+def _frozen_array(Py_ssize_t nbytes, dtype):
+    """A read-only array over a new bytes object (its flag can never be set writable)."""
+    return np.frombuffer(PyBytes_FromStringAndSize(NULL, nbytes), dtype=dtype)
+
+
+cdef inline void* _array_data(arr):
+    # The bytes object behind a frozen array is ours alone until the table is built.
+    return <void*>PyBytes_AS_STRING(<PyObject*>arr.base)
+
+
 cdef class RingTable:
     """An immutable ring snapshot: sorted points, owners and a prefix index."""
     def __cinit__(self, points, owners, tuple names, int algo):
@@ -410,25 +450,41 @@ cdef class RingTable:
         cdef Py_ssize_t P = len(points), nb, i, j
         cdef int bits
         cdef uint64_t top
+        points = np.ascontiguousarray(points, dtype=np.uint64)
+        owners = np.ascontiguousarray(owners, dtype=np.int32)
+        if owners.shape != (P,) or points.ndim != 1:
+            raise ValueError("RingTable: points and owners must be 1-d arrays of one length")
+        # The kernels trust these invariants; a table from elsewhere (unpickling) is checked.
+        if P and (owners.min() < 0 or owners.max() >= len(names)):
+            raise ValueError("RingTable: an owner index is outside names")
+        if P > 1 and np.any(points[1:] < points[:-1]):
+            raise ValueError("RingTable: points must be sorted")
+        if P >= 0xFFFFFFFF:
+            raise ValueError("RingTable: too many points")
         self.names = names
         self.n_points = P
         self.algo = algo
         self.bytes_repr = algo == ALGO_UHASHRING
-        pts = np.empty(P + 1, dtype=np.uint64)
-        own = np.empty(P + 1, dtype=np.int32)
-        pts[:P] = points
-        own[:P] = owners
-        pts[P] = np.uint64(0xFFFFFFFFFFFFFFFF)
-        own[P] = own[0] if P else 0
         # 0.5..1 bucket per point: the bucket table costs at most 4 bytes per point.
         bits = 1
         while (1 << (bits + 1)) <= P and bits < 40:
             bits += 1
         nb = (<Py_ssize_t>1) << bits
-        bkt = np.empty(nb + 1, dtype=np.uint32)
-        cdef const uint64_t[::1] pv = pts
-        cdef int32_t[::1] ov = own
-        cdef uint32_t[::1] bv = bkt
+        # Backed by bytes objects, so no one can make them writable again: lookups index
+        # these tables without bounds checks.
+        pts = _frozen_array((P + 1) * 8, np.uint64)
+        own = _frozen_array((P + 1) * 4, np.int32)
+        bkt = _frozen_array((nb + 1) * 4, np.uint32)
+        cdef uint64_t* pv = <uint64_t*>_array_data(pts)
+        cdef int32_t* ov = <int32_t*>_array_data(own)
+        cdef uint32_t* bv = <uint32_t*>_array_data(bkt)
+        cdef const uint64_t[::1] src_p = points
+        cdef const int32_t[::1] src_o = owners
+        if P:
+            memcpy(pv, &src_p[0], P * sizeof(uint64_t))
+            memcpy(ov, &src_o[0], P * sizeof(int32_t))
+        pv[P] = 0xFFFFFFFFFFFFFFFFULL
+        ov[P] = ov[0] if P else 0
         self.bits = bits
         self.shift = 64 - bits
         with nogil:
@@ -439,15 +495,12 @@ cdef class RingTable:
                     i += 1
                 bv[j] = <uint32_t>i
             bv[nb] = <uint32_t>P
-        pts.flags.writeable = False
-        own.flags.writeable = False
-        bkt.flags.writeable = False
         self._points = pts
         self._owners = own
         self._buckets = bkt
-        self.pts = &pv[0]
-        self.own = &ov[0]
-        self.bkt = &bv[0]
+        self.pts = pv
+        self.own = ov
+        self.bkt = bv
 
     @property
     def points(self):
@@ -473,17 +526,10 @@ cdef class RingTable:
         return 0
 
     cdef uint64_t _query(self, key) except? 0:
-        cdef Py_ssize_t n
-        cdef const char* p
         cdef PyObject* obj = <PyObject*>key
-        if PyUnicode_Check(obj):
-            if PyUnicode_IS_COMPACT_ASCII(obj):
-                return key_query(<const char*>PyUnicode_DATA(obj), PyUnicode_GET_LENGTH(obj), self.algo)
-            try:
-                p = PyUnicode_AsUTF8AndSize(obj, &n)
-            except UnicodeEncodeError:
-                raise ValueError(f"key {key!r} is not valid Unicode (cannot be UTF-8 encoded)") from None
-            return key_query(p, n, self.algo)
+        if PyUnicode_Check(obj) and PyUnicode_IS_COMPACT_ASCII(obj) and (
+                not self.bytes_repr or PyUnicode_CheckExact(obj)):
+            return key_query(<const char*>PyUnicode_DATA(obj), PyUnicode_GET_LENGTH(obj), self.algo)
         if PyBytes_Check(obj) and not self.bytes_repr:
             return key_query(PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj), self.algo)
         b = key_bytes(key, self.bytes_repr)
@@ -537,6 +583,8 @@ cdef class RingTable:
     def get_nodes(self, key, Py_ssize_t n):
         """The preference list: n distinct node names in ring order from key's point."""
         self._check()
+        if n < 1:
+            raise ValueError(f"n must be >= 1, not {n}")
         cdef uint64_t q = self._query(key)
         cdef Py_ssize_t found, k
         cdef int32_t small[64]
@@ -561,6 +609,8 @@ cdef class RingTable:
         """Owner index of every key of the batch into out."""
         self._check()
         cdef Py_ssize_t start, end, bad, i, m = kb.length
+        if out.shape[0] != m:
+            raise ValueError("map_batch: out has the wrong length")
         cdef _Scratch s = _Scratch(_utf8_scratch_size(kb))
         cdef const uint64_t* q
         cdef int algo = self.algo
@@ -581,6 +631,8 @@ cdef class RingTable:
         """Preference list of n distinct owners for every key into out[m, n]."""
         self._check()
         cdef Py_ssize_t start, end, bad, i, m = kb.length, found, short = -1
+        if n < 1 or out.shape[0] != m or out.shape[1] != n:
+            raise ValueError("map_nodes_batch: n < 1 or out has the wrong shape")
         cdef _Scratch s = _Scratch(_utf8_scratch_size(kb))
         cdef uint8_t* seen = <uint8_t*>malloc(len(self.names) + 1)
         if seen == NULL:
@@ -606,6 +658,9 @@ cdef class RingTable:
     def lookup_positions(self, const uint64_t[::1] queries, int64_t[::1] out):
         """Point index owning each raw query value (for tests and shares)."""
         cdef Py_ssize_t i, p
+        self._check()
+        if out.shape[0] != queries.shape[0]:
+            raise ValueError("lookup_positions: out has the wrong length")
         with nogil:
             for i in range(queries.shape[0]):
                 p = ring_pos(self.pts, self.bkt, self.shift, queries[i])

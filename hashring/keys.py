@@ -58,7 +58,7 @@ def hash64_many(keys, algo: str = "xxh3") -> np.ndarray:
 
 
 def key_batches(keys, bytes_repr: bool) -> list[KeyBatch]:
-    """Normalise a batch of keys into one KeyBatch per contiguous piece."""
+    """Normalise a batch of keys into one KeyBatch per contiguous piece (Arrow chunks)."""
     if isinstance(keys, (str, bytes, bytearray, memoryview)):
         raise TypeError(
             f"keys must be a collection of keys (list, tuple, numpy or Arrow array), not a single "
@@ -66,18 +66,25 @@ def key_batches(keys, bytes_repr: bool) -> list[KeyBatch]:
         )
     if isinstance(keys, Mapping):
         raise TypeError("keys must be a collection of keys, not a mapping")
-    if isinstance(keys, np.ndarray):
+    if type(keys) is np.ndarray:
         return [_from_numpy(keys, bytes_repr)]
+    if isinstance(keys, np.ma.MaskedArray):
+        if np.ma.count_masked(keys):
+            first = int(np.flatnonzero(np.ma.getmaskarray(keys))[0])
+            raise TypeError(f"keys[{first}]: key must not be masked")
+        return [_from_numpy(np.asarray(keys.data), bytes_repr)]
     module = type(keys).__module__ or ""
     if module.startswith("pyarrow"):
-        return _from_arrow(keys, bytes_repr)
+        return _from_arrow(keys, bytes_repr, 0)
     if module.startswith("pandas"):
         return _from_pandas(keys, bytes_repr)
-    if isinstance(keys, tuple):
+    if type(keys) is tuple:
         seq = keys
     else:
         try:
-            seq = tuple(keys)   # a private copy: the kernels release the GIL over its items
+            # A private copy: the kernels release the GIL over its items. Iterating (not the
+            # raw buffer) also gives ndarray subclasses their own item semantics.
+            seq = tuple(keys)
         except TypeError:
             raise TypeError(f"keys must be an iterable of keys, not {type(keys).__name__}") from None
     return [KeyBatch(_ring.KIND_SEQ, seq, len(seq), bytes_repr=bytes_repr)]
@@ -100,7 +107,7 @@ def _from_numpy(a: np.ndarray, bytes_repr: bool) -> KeyBatch:
         # The int key rule: decimal digits, which numpy's 'S' cast produces.
         d = a.astype("S")
         return KeyBatch(_ring.KIND_FIXED, d.view(np.uint8), len(d), d.itemsize)
-    if kind == "O" or kind == "S":
+    if kind in "OST":
         seq = tuple(a.tolist())
         return KeyBatch(_ring.KIND_SEQ, seq, len(seq), bytes_repr=bytes_repr)
     raise TypeError(
@@ -109,13 +116,15 @@ def _from_numpy(a: np.ndarray, bytes_repr: bool) -> KeyBatch:
     )
 
 
-def _from_arrow(arr, bytes_repr: bool) -> list[KeyBatch]:
+def _from_arrow(arr, bytes_repr: bool, base: int) -> list[KeyBatch]:
+    """Arrow arrays; ``base`` is the index of the first key in the caller's whole batch."""
     import pyarrow as pa
 
     if isinstance(arr, pa.ChunkedArray):
         out = []
         for chunk in arr.chunks:
-            out.extend(_from_arrow(chunk, bytes_repr))
+            out.extend(_from_arrow(chunk, bytes_repr, base))
+            base += len(chunk)
         return out
     if not isinstance(arr, pa.Array):
         raise TypeError(f"keys: unsupported pyarrow object {type(arr).__name__}")
@@ -134,10 +143,10 @@ def _from_arrow(arr, bytes_repr: bool) -> list[KeyBatch]:
         raise TypeError(f"keys: unsupported Arrow type {t}; use string or binary arrays")
     if arr.null_count:
         first = arr.is_null().index(True).as_py()
-        raise TypeError(f"keys[{first}]: key must not be None (the Arrow array has {arr.null_count} nulls)")
+        raise TypeError(f"keys[{base + first}]: key must not be None (the Arrow array has {arr.null_count} nulls)")
     if is_binary and bytes_repr:
         seq = tuple(arr.to_pylist())
-        return [KeyBatch(_ring.KIND_SEQ, seq, len(seq), bytes_repr=True)]
+        return [KeyBatch(_ring.KIND_SEQ, seq, len(seq), bytes_repr=True, base=base)]
     large = pa.types.is_large_string(t) or pa.types.is_large_binary(t)
     bufs = arr.buffers()
     n = len(arr)
@@ -146,19 +155,37 @@ def _from_arrow(arr, bytes_repr: bool) -> list[KeyBatch]:
     if n == 0:
         offsets = np.zeros(1, dtype=offsets.dtype)
     kind = _ring.KIND_OFF64 if large else _ring.KIND_OFF32
-    return [KeyBatch(kind, data, n, 0, np.ascontiguousarray(offsets), bytes_repr=bytes_repr)]
+    return [KeyBatch(kind, data, n, 0, np.ascontiguousarray(offsets), bytes_repr=bytes_repr, base=base)]
 
 
 def _from_pandas(obj, bytes_repr: bool) -> list[KeyBatch]:
-    values = getattr(obj, "array", None)
-    if values is None:
-        raise TypeError(f"keys: unsupported pandas object {type(obj).__name__}; pass a Series or Index")
-    if hasattr(values, "__arrow_array__") and not isinstance(values, np.ndarray):
+    """pandas Series, Index and ExtensionArrays: Arrow-backed text without a Python loop."""
+    import pandas as pd
+
+    values = obj.array if isinstance(obj, (pd.Series, pd.Index)) else obj
+    dtype = getattr(values, "dtype", None)
+    if dtype is None:
+        raise TypeError(f"keys: unsupported pandas object {type(obj).__name__}")
+    missing = np.asarray(pd.isna(values))
+    if missing.ndim == 1 and missing.any():
+        raise TypeError(f"keys[{int(np.flatnonzero(missing)[0])}]: key must not be None/NA")
+    if isinstance(values, np.ndarray):
+        return [_from_numpy(values, bytes_repr)]
+    text = isinstance(dtype, pd.StringDtype)
+    if isinstance(dtype, pd.ArrowDtype):
+        import pyarrow as pa
+
+        t = dtype.pyarrow_dtype
+        text = pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
+            or pa.types.is_large_binary(t)
+    if text:
         try:
             import pyarrow as pa
         except ImportError:
             pass
         else:
-            if str(obj.dtype) not in ("object",) and obj.dtype.kind not in "iub":
-                return _from_arrow(pa.array(values), bytes_repr)
-    return [_from_numpy(np.asarray(obj.to_numpy()), bytes_repr)]
+            return _from_arrow(pa.array(values), bytes_repr, 0)
+    numpy_dtype = getattr(dtype, "numpy_dtype", None)
+    if numpy_dtype is not None and numpy_dtype.kind in "iu":
+        return [_from_numpy(values.to_numpy(dtype=numpy_dtype), bytes_repr)]
+    return [_from_numpy(np.asarray(values, dtype=object), bytes_repr)]

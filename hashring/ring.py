@@ -54,7 +54,7 @@ class _Config:
     __slots__ = ("compat", "hash", "vnodes", "algo")
 
     def __init__(self, vnodes, hash, compat):
-        if compat is not None and compat not in _COMPAT_IDS:
+        if compat is not None and (not isinstance(compat, str) or compat not in _COMPAT_IDS):
             raise ValueError(f"compat must be None, 'ketama' or 'uhashring', not {compat!r}")
         if hash is None:
             hash = "md5" if compat else "xxh3"
@@ -98,9 +98,13 @@ class _Config:
         elif isinstance(weight, numbers.Integral):
             weight = int(weight)
         else:
-            weight = float(weight)
-        if not math.isfinite(weight) or weight <= 0:
-            raise ValueError(f"weight of node {name!r} must be a positive finite number, not {weight!r}")
+            try:
+                weight = float(weight)
+            except OverflowError:
+                weight = math.inf
+        if not weight > 0 or weight > MAX_POINTS:      # also catches NaN and inf
+            raise ValueError(f"weight of node {name!r} must be a positive finite number "
+                             f"up to {MAX_POINTS}, not {weight!r}")
         return weight
 
     def native_count(self, weight) -> int:
@@ -149,6 +153,11 @@ def _check_size(cfg: _Config, weights: dict):
     if total > MAX_POINTS:
         raise ValueError(f"vnodes={cfg.vnodes} with these weights gives {total} points, above the limit "
                          f"of {MAX_POINTS} (hashring.MAX_POINTS)")
+    if cfg.compat and weights:
+        total_weight = sum(weights.values())
+        if not any(cfg.groups(w, len(weights), total_weight) for w in weights.values()):
+            raise ValueError(f"vnodes={cfg.vnodes} gives no points to any of the {len(weights)} nodes in "
+                             f"compat={cfg.compat!r} mode (groups per node = vnodes * N * w / W, rounded down)")
 
 
 def _owners_for(counts) -> np.ndarray:
@@ -262,7 +271,17 @@ class RingSnapshot:
         return len(self._weights)
 
     def __contains__(self, name) -> bool:
-        return name in self._weights
+        return isinstance(name, str) and name in self._weights
+
+    def _key(self):
+        return (self._config.__reduce__()[1], tuple(self._weights.items()))
+
+    def __eq__(self, other):
+        if not isinstance(other, RingSnapshot):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None
 
     def __iter__(self):
         return iter(self._table.names)
@@ -321,9 +340,13 @@ class RingSnapshot:
         """
         self._require_points()
         if not isinstance(hashes, np.ndarray):
-            hashes = np.asarray(hashes)
-            if hashes.dtype.kind in "iu" and hashes.size and hashes.min() >= 0:
-                hashes = hashes.astype(np.uint64)
+            # Python ints above 2**63 would turn a plain np.asarray into float64: be exact.
+            try:
+                hashes = np.fromiter((operator.index(h) for h in hashes), dtype=np.uint64)
+            except TypeError:
+                raise TypeError("hashes must be a uint64 array or an iterable of ints") from None
+            except (OverflowError, ValueError):
+                raise ValueError("hashes must be in [0, 2**64)") from None
         if hashes.dtype != np.uint64:
             raise TypeError(f"hashes must be a uint64 array, not dtype {hashes.dtype} "
                             f"(convert with .astype(np.uint64) if the values are hashes)")
@@ -453,11 +476,12 @@ class HashRing:
         """Remove a node; only its keys move (to the next node along the ring)."""
         with self._lock:
             snap = self._snap
-            if name not in snap._weights:
+            if name not in snap:
                 raise KeyError(f"node {name!r} is not in the ring")
             weights = {k: v for k, v in snap._weights.items() if k != name}
             cfg = snap._config
             if cfg.compat:
+                _check_size(cfg, weights)
                 table = _build_compat(cfg, weights)
             else:
                 table = _delete_native(snap._table, snap._table.names.index(name), tuple(weights))
@@ -467,7 +491,7 @@ class HashRing:
         """Change a node's weight; its position in ``nodes`` is kept."""
         with self._lock:
             snap = self._snap
-            if name not in snap._weights:
+            if name not in snap:
                 raise KeyError(f"node {name!r} is not in the ring")
             cfg = snap._config
             weight = cfg.check_weight(name, weight)
@@ -485,10 +509,10 @@ class HashRing:
     # --- Python protocols ----------------------------------------------------------
     def __reduce__(self):
         snap = self._snap
-        return (_restore, (snap._config, list(snap._weights.items())))
+        return (_restore, (type(self), snap._config, list(snap._weights.items())))
 
     def __copy__(self):
-        ring = HashRing.__new__(HashRing)
+        ring = type(self).__new__(type(self))
         ring._lock = threading.Lock()
         ring._snap = self._snap          # snapshots are immutable: sharing is a copy
         return ring
@@ -499,9 +523,7 @@ class HashRing:
     def __eq__(self, other):
         if not isinstance(other, HashRing):
             return NotImplemented
-        a, b = self._snap, other._snap
-        return (a._config.__reduce__() == b._config.__reduce__()
-                and list(a._weights.items()) == list(b._weights.items()))
+        return self._snap._key() == other._snap._key()
 
     __hash__ = None
 
@@ -509,8 +531,8 @@ class HashRing:
         return f"HashRing({_describe(self._snap)})"
 
 
-def _restore(cfg, items):
-    ring = HashRing.__new__(HashRing)
+def _restore(cls, cfg, items):
+    ring = cls.__new__(cls)
     ring._lock = threading.Lock()
     weights = dict(items)
     ring._snap = RingSnapshot(_build(cfg, weights), weights, cfg)

@@ -163,3 +163,75 @@ def test_compat_node_without_points():
 def test_empty_error_names_the_problem():
     with pytest.raises(EmptyRingError, match="the ring is empty"):
         HashRing().get_node("x")
+
+
+def test_arrow_offsets_are_checked_before_reading():
+    pa = pytest.importorskip("pyarrow")
+    ring = HashRing(["a", "b"])
+    for offsets in ([0, 100000, 3], [0, 3, 1]):
+        buf = pa.py_buffer(np.array(offsets, np.int32).tobytes())
+        arr = pa.Array.from_buffers(pa.binary(), 2, [None, buf, pa.py_buffer(b"abc")])
+        with pytest.raises(ValueError, match="invalid Arrow offsets"):
+            ring.map(arr)
+    with pytest.raises(TypeError, match=r"keys\[3\]: key must not be None"):
+        ring.map(pa.chunked_array([["x", "y", "z"], [None]]))
+
+
+def test_snapshot_tables_cannot_be_made_writable():
+    snap = HashRing(["a", "b", "c"], vnodes=4).snapshot()
+    for arr in (snap.points, snap.owners):
+        with pytest.raises(ValueError):
+            arr[0] = 0
+        with pytest.raises(ValueError):
+            arr.base.flags.writeable = True
+
+
+def test_private_table_guards():
+    from hashring._ring import RingTable
+
+    snap = HashRing([f"n{i}" for i in range(100)], vnodes=2).snapshot()
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        snap._table.get_nodes("k", 0)
+    with pytest.raises(ValueError, match="owner index"):
+        RingTable(np.array([1, 2], np.uint64), np.array([0, 5], np.int32), ("a",), 0)
+    with pytest.raises(ValueError, match="sorted"):
+        RingTable(np.array([2, 1], np.uint64), np.array([0, 0], np.int32), ("a",), 0)
+
+
+def test_huge_weights_name_the_node():
+    for weight in (10**400, 1e306, MAX_POINTS + 1):
+        with pytest.raises(ValueError, match="weight of node 'a'"):
+            HashRing({"a": weight})
+    with pytest.raises(ValueError, match="weight of node 'a'"):
+        HashRing({"a": 10**39, "b": 1}, compat="ketama")
+    ring = HashRing(["x"])
+    with pytest.raises(ValueError, match="weight of node 'b'"):
+        ring.add_node("b", 1e306)
+    assert ring.nodes == ("x",)
+
+
+def test_unhashable_arguments_are_named():
+    ring = HashRing(["a"])
+    with pytest.raises(KeyError, match=r"node \['a'\] is not in the ring"):
+        ring.remove_node(["a"])
+    with pytest.raises(KeyError, match=r"node \['a'\] is not in the ring"):
+        ring.set_weight(["a"], 1)
+    assert (["a"] in ring) is False
+    with pytest.raises(ValueError, match="compat must be"):
+        HashRing(compat=[])
+
+
+def test_prehashed_python_ints():
+    import hashring
+
+    ring = HashRing(["a", "b", "c"])
+    hs = [hashring.hash64(f"k{i}") for i in range(50)]
+    assert any(h >= 2**63 for h in hs)
+    assert list(ring.lookup_hashes(hs)) == list(ring.map([f"k{i}" for i in range(50)]))
+    assert ring.lookup_hashes([]).shape == (0,)
+    with pytest.raises(TypeError, match="hashes must be"):
+        ring.lookup_hashes([1.5])
+    with pytest.raises(ValueError, match=r"hashes must be in \[0, 2\*\*64\)"):
+        ring.lookup_hashes([-1])
+    with pytest.raises(ValueError, match=r"hashes must be in \[0, 2\*\*64\)"):
+        ring.lookup_hashes([2**64])

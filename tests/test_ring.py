@@ -230,3 +230,47 @@ def test_vnode_points_follow_the_rule():
     expected = sorted([xxhash.xxh3_64_intdigest(f"alpha-{j}".encode()) for j in range(100)]
                       + [xxhash.xxh3_64_intdigest("béta-0".encode())])
     assert [int(p) for p in ring.snapshot().points] == expected
+
+
+def test_more_doors(ring):
+    import collections
+
+    keys = random_text_keys(200, seed=11)
+    expected = ring.map(keys)
+    NT = collections.namedtuple("NT", [f"f{i}" for i in range(5)])
+    np.testing.assert_array_equal(ring.map(NT(*keys[:5])), expected[:5])
+    s = pd.Series(keys)
+    for door in (s.values, s.array, pd.Categorical(keys), np.ma.array(keys),
+                 np.array(keys, dtype=np.dtypes.StringDType())):
+        np.testing.assert_array_equal(ring.map(door), expected)
+    ints = list(range(-20, 20))
+    want = ring.map(ints)
+    for door in (pd.array(ints), pd.Series(ints, dtype="Int64"), pd.Series(ints, dtype="int64[pyarrow]")):
+        np.testing.assert_array_equal(ring.map(door), want)
+    with pytest.raises(TypeError, match=r"keys\[1\]: key must not be None/NA"):
+        ring.map(pd.Series([1, None], dtype="Int64"))
+    with pytest.raises(TypeError, match=r"keys\[0\]: key must not be masked"):
+        ring.map(np.ma.array(["a", "b"], mask=[True, False]))
+
+
+def test_uhashring_mode_uses_str_of_subclasses():
+    class Tagged(str):
+        def __str__(self):
+            return "tag:" + super().__str__()
+
+    ring = HashRing([f"n{i}" for i in range(20)], compat="uhashring")
+    for k in ("abc", "xyz", "ключ"):
+        assert ring.get_node(Tagged(k)) == ring.get_node("tag:" + k)
+        assert list(ring.map([Tagged(k)])) == [ring.nodes.index(ring.get_node("tag:" + k))]
+
+
+class MyRing(HashRing):
+    __slots__ = ()
+
+
+def test_subclass_survives_pickle_and_copy():
+    ring = MyRing(["a", "b"])
+    for other in (pickle.loads(pickle.dumps(ring)), copy.copy(ring), copy.deepcopy(ring)):
+        assert type(other) is MyRing and other == ring
+    snap = ring.snapshot()
+    assert pickle.loads(pickle.dumps(snap)) == snap
