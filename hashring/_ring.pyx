@@ -144,6 +144,23 @@ def key_bytes(key, bint bytes_repr=False):
         raise ValueError(f"key {key!r} is not valid Unicode (cannot be UTF-8 encoded): {exc.reason}") from None
 
 
+ctypedef fused offset_t:
+    int32_t
+    int64_t
+
+
+cdef Py_ssize_t _first_bad_offset(const offset_t[::1] off, Py_ssize_t n, Py_ssize_t nbytes) noexcept:
+    """-1 if off[0..n] rises within [0, nbytes]; else the index of a key that breaks it."""
+    cdef Py_ssize_t i
+    if off[0] < 0 or off[n] > nbytes:
+        return 0
+    with nogil:
+        for i in range(n):
+            if off[i + 1] < off[i]:
+                return i
+    return -1
+
+
 cdef class KeyBatch:
     """A batch of keys normalised to one of the KIND_* layouts; built by ring.py.
 
@@ -157,7 +174,7 @@ cdef class KeyBatch:
         cdef const int32_t[::1] o32
         cdef const int64_t[::1] o64
         cdef const uint64_t[::1] h64
-        cdef Py_ssize_t i, bad = -1, nbytes
+        cdef Py_ssize_t bad = -1, nbytes
         if length < 0 or itemsize < 0:
             raise ValueError("KeyBatch: negative length or itemsize")
         self.kind = kind
@@ -185,27 +202,13 @@ cdef class KeyBatch:
                 if o32.shape[0] < length + 1:
                     raise ValueError("KeyBatch: offsets too short")
                 self.off32 = &o32[0]
-                with nogil:
-                    if o32[0] < 0 or o32[length] > nbytes:
-                        bad = 0
-                    else:
-                        for i in range(length):
-                            if o32[i + 1] < o32[i]:
-                                bad = i
-                                break
+                bad = _first_bad_offset(o32, length, nbytes)
             elif kind == K_OFF64:
                 o64 = offsets
                 if o64.shape[0] < length + 1:
                     raise ValueError("KeyBatch: offsets too short")
                 self.off64 = &o64[0]
-                with nogil:
-                    if o64[0] < 0 or o64[length] > nbytes:
-                        bad = 0
-                    else:
-                        for i in range(length):
-                            if o64[i + 1] < o64[i]:
-                                bad = i
-                                break
+                bad = _first_bad_offset(o64, length, nbytes)
             if bad >= 0:
                 raise ValueError(f"keys: invalid Arrow offsets (near keys[{base + bad}]): "
                                  f"they must rise and stay inside the data buffer")
