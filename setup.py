@@ -30,7 +30,7 @@ def ext(name):
 
 setup(
     ext_modules=cythonize(
-        [ext("_hashes"), ext("_ring")],
+        [ext("_hashes"), ext("_ring"), ext("_logbuf")],
         compiler_directives=directives,
         annotate=os.environ.get("HASHRING_ANNOTATE") == "1",
     ),

@@ -8,6 +8,20 @@ answering while nodes are added and removed.
 from ._ring import EmptyRingError
 from ._version import __version__
 from .keys import hash64, hash64_many
+from .log import (
+    BufferClosed,
+    BufferFull,
+    CorruptEntry,
+    EntryBatch,
+    LogBuffer,
+    LogBufferError,
+    LogReader,
+    NotEnoughInSync,
+    ReaderInfo,
+    ReaderLagged,
+    SegmentError,
+    StaleEpoch,
+)
 from .ring import DEFAULT_VNODES, MAX_POINTS, HashRing, RingSnapshot
 
 __all__ = [
@@ -18,5 +32,17 @@ __all__ = [
     "hash64_many",
     "DEFAULT_VNODES",
     "MAX_POINTS",
+    "LogBuffer",
+    "LogReader",
+    "EntryBatch",
+    "ReaderInfo",
+    "LogBufferError",
+    "BufferFull",
+    "NotEnoughInSync",
+    "ReaderLagged",
+    "StaleEpoch",
+    "BufferClosed",
+    "SegmentError",
+    "CorruptEntry",
     "__version__",
 ]
