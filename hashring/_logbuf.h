@@ -285,7 +285,9 @@ static inline int hr_writer_put(hr_log_t *L, hr_writer_t *w, const void *payload
     uint64_t span = hr_writer_span(L, w, need);
     uint64_t idx;
     hr_frame_t *f;
-    if (w->tail + span - w->gate > L->capacity || w->members != hr_load_acq64(&L->wblock->members)) {
+    if (w->members != hr_load_acq64(&L->wblock->members)) hr_writer_refresh(L, w);
+    if (w->in_sync < L->hdr->min_in_sync) return HR_FEW;
+    if (w->tail + span - w->gate > L->capacity) {
         hr_writer_refresh(L, w);
         if (w->in_sync < L->hdr->min_in_sync) return HR_FEW;
         if (w->tail + span - w->gate > L->capacity) return HR_FULL;

@@ -1,6 +1,7 @@
 # cython: language_level=3
 """Declarations of the log buffer's C data path (_logbuf.h) and the compiled classes."""
 
+from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, uint16_t, uint32_t, uint64_t
 
 
@@ -136,8 +137,13 @@ cdef class Writer:
     cdef hr_writer_t w
     cdef bint busy
     cdef readonly bint closed
+    cdef uint64_t max_payload
     cdef object police           # callable run (with the GIL) while blocked
-    cdef int _append_slow(self, const void* p, uint32_t n, double timeout) except -1
+    cdef object fail             # callable raising the exception for a failed append
+    cdef int _enter(self) except -1
+    cdef int _check_item(self, PyObject* obj) except -1
+    cdef int _put(self, PyObject* obj, Py_ssize_t index, double timeout) except -1
+    cdef int _wait_put(self, const void* p, uint32_t n, double timeout) except -1
 
 
 cdef class Reader:

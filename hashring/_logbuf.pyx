@@ -218,12 +218,34 @@ cdef class Segment:
         self.view = None
 
 
-cdef class Writer:
-    """The single writer of a segment."""
+cdef double timeout_seconds(timeout) except -2.0:
+    """None -> -1 (no limit); otherwise a finite number of seconds >= 0."""
+    cdef double t
+    if timeout is None:
+        return -1.0
+    if isinstance(timeout, bool):
+        raise TypeError("timeout must be a number of seconds or None, not bool")
+    try:
+        t = timeout
+    except TypeError:
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}") from None
+    if not t >= 0:
+        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
+    return t if t < 1e9 else 1e9
 
-    def __cinit__(self, Segment seg, uint64_t epoch, uint64_t start, police):
+
+cdef class Writer:
+    """The single writer of a segment.
+
+    ``fail(status, index, last_seq, item)`` raises the exception for a failed append
+    (log.py decides the message); ``police()`` runs while the writer is blocked.
+    """
+
+    def __cinit__(self, Segment seg, uint64_t epoch, uint64_t start, police, fail):
         self.seg = seg
         self.police = police
+        self.fail = fail
+        self.max_payload = seg.log.capacity - HR_FRAME_HEADER
         rc = hr_writer_attach(&seg.log, &self.w, epoch, seg.pid, start)
         if rc != HR_OK:
             raise ValueError(f"epoch {epoch} is not above the segment's epoch")
@@ -236,104 +258,124 @@ cdef class Writer:
     def seq(self):
         return self.w.seq
 
-    @property
-    def tail(self):
-        return self.w.tail
-
-    @property
-    def in_sync(self):
-        return self.w.in_sync
-
     def refresh(self):
         hr_writer_refresh(&self.seg.log, &self.w)
         return (self.w.gate, self.w.in_sync)
 
-    def append(self, data, double timeout=-1.0):
-        """Append one entry; returns (status, seq). Waits for room up to timeout (< 0: forever)."""
+    cdef int _enter(self) except -1:
+        """Take the writer for this thread (appends from several threads are serialised)."""
+        if self.closed:
+            self.fail(HR_CLOSED, -1, 0, None)
+        while self.busy:
+            with nogil:
+                sched_yield()
+            if self.closed:
+                self.fail(HR_CLOSED, -1, 0, None)
+        self.busy = True
+        return 0
+
+    cdef int _check_item(self, PyObject* obj) except -1:
+        cdef Py_buffer buf
+        if PyBytes_CheckExact(obj):
+            return -3 if <uint64_t>PyBytes_GET_SIZE(obj) > self.max_payload else HR_OK
+        try:
+            PyObject_GetBuffer(<object>obj, &buf, PyBUF_SIMPLE)
+        except (TypeError, BufferError):
+            return -4
+        rc = -3 if <uint64_t>buf.len > self.max_payload else HR_OK
+        PyBuffer_Release(&buf)
+        return rc
+
+    cdef int _put(self, PyObject* obj, Py_ssize_t index, double timeout) except -1:
+        """Write one entry (waiting for room); returns the status."""
         cdef Py_buffer buf
         cdef int rc
-        cdef PyObject* obj = <PyObject*>data
-        if self.busy:
-            return (-1, 0)
         if PyBytes_CheckExact(obj):
+            if <uint64_t>PyBytes_GET_SIZE(obj) > self.max_payload:
+                return -3
             rc = hr_writer_put(&self.seg.log, &self.w, PyBytes_AS_STRING(obj), <uint32_t>PyBytes_GET_SIZE(obj))
-            if rc == HR_OK:
-                rc = hr_writer_publish(&self.seg.log, &self.w)
-                return (rc, self.w.seq)
-        PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
+            if rc == HR_FULL:
+                rc = self._wait_put(PyBytes_AS_STRING(obj), <uint32_t>PyBytes_GET_SIZE(obj), timeout)
+            return rc
         try:
-            if buf.len > 0xFFFFFFFF:
-                return (-3, 0)
+            PyObject_GetBuffer(<object>obj, &buf, PyBUF_SIMPLE)
+        except (TypeError, BufferError):
+            return -4
+        try:
+            if <uint64_t>buf.len > self.max_payload:
+                return -3
             rc = hr_writer_put(&self.seg.log, &self.w, buf.buf, <uint32_t>buf.len)
-            if rc == HR_OK:
-                rc = hr_writer_publish(&self.seg.log, &self.w)
-                return (rc, self.w.seq)
-            if rc == HR_FEW:
-                return (rc, 0)
-            rc = self._append_slow(buf.buf, <uint32_t>buf.len, timeout)
-            return (rc, self.w.seq if rc == HR_OK else 0)
+            if rc == HR_FULL:
+                rc = self._wait_put(buf.buf, <uint32_t>buf.len, timeout)
+            return rc
         finally:
             PyBuffer_Release(&buf)
 
-    cdef int _append_slow(self, const void* p, uint32_t n, double timeout) except -1:
+    cdef int _wait_put(self, const void* p, uint32_t n, double timeout) except -1:
+        """Publish what is written, then wait (GIL released) for room for one frame."""
         cdef uint64_t deadline = deadline_after(timeout), round = 0, t, next_police = 0
-        cdef int rc
-        self.busy = True
-        try:
-            rc = hr_writer_publish(&self.seg.log, &self.w)
-            if rc != HR_OK:
+        cdef int rc = hr_writer_publish(&self.seg.log, &self.w)
+        if rc != HR_OK:
+            return rc
+        while True:
+            rc = hr_writer_put(&self.seg.log, &self.w, p, n)
+            if rc != HR_FULL:
                 return rc
-            while True:
-                rc = hr_writer_put(&self.seg.log, &self.w, p, n)
-                if rc == HR_OK:
-                    return hr_writer_publish(&self.seg.log, &self.w)
-                if rc != HR_FULL:
-                    return rc
-                t = now_ns()
-                if t >= next_police:
-                    self.police()
-                    next_police = t + POLICE_INTERVAL_NS
-                    round = 0 if round > 96 else round
-                    continue
-                if t >= deadline:
-                    return HR_FULL
-                with nogil:
-                    backoff(round)
-                round += 1
+            t = now_ns()
+            if t >= next_police:
+                self.police()           # may evict dead or lagging readers
+                next_police = t + POLICE_INTERVAL_NS
+                continue
+            if t >= deadline:
+                return HR_FULL
+            with nogil:
+                backoff(round)
+            round += 1
+
+    def append(self, data, timeout=None):
+        """Append one entry (bytes-like); returns its seq."""
+        cdef double t = timeout_seconds(timeout)
+        cdef int rc
+        self._enter()
+        try:
+            rc = self._put(<PyObject*>data, 0, t)
+            if rc == HR_OK:
+                rc = hr_writer_publish(&self.seg.log, &self.w)
+            if rc != HR_OK:
+                self.fail(rc, -1, self.w.seq, data)
+            return self.w.seq
         finally:
             self.busy = False
 
-    def append_many(self, list items, double timeout=-1.0):
-        """Append every bytes object of items, publishing once per run that fits.
-
-        Returns (status, seq of the last entry written, entries written)."""
-        cdef Py_ssize_t i, m = len(items)
-        cdef PyObject* obj
+    def append_many(self, items, timeout=None):
+        """Append every entry of a list, publishing once per run that fits; returns the last seq."""
+        cdef double t = timeout_seconds(timeout)
+        cdef Py_ssize_t i, m
         cdef int rc = HR_OK
-        cdef Py_buffer buf
-        if self.busy:
-            return (-1, 0, 0)
-        for i in range(m):
-            obj = PyList_GET_ITEM(items, i)
-            if PyBytes_CheckExact(obj):
-                rc = hr_writer_put(&self.seg.log, &self.w, PyBytes_AS_STRING(obj),
-                                   <uint32_t>PyBytes_GET_SIZE(obj))
-                if rc == HR_FULL:
-                    rc = self._append_slow(PyBytes_AS_STRING(obj), <uint32_t>PyBytes_GET_SIZE(obj), timeout)
-            else:
-                PyObject_GetBuffer(<object>obj, &buf, PyBUF_SIMPLE)
-                try:
-                    rc = hr_writer_put(&self.seg.log, &self.w, buf.buf, <uint32_t>buf.len)
-                    if rc == HR_FULL:
-                        rc = self._append_slow(buf.buf, <uint32_t>buf.len, timeout)
-                finally:
-                    PyBuffer_Release(&buf)
+        if type(items) is not list:
+            try:
+                items = list(items)
+            except TypeError:
+                raise TypeError(f"items must be an iterable of bytes-like objects, not {type(items).__name__}") from None
+        m = len(items)
+        for i in range(m):                  # check every item first: a bad one writes nothing
+            rc = self._check_item(PyList_GET_ITEM(items, i))
             if rc != HR_OK:
-                if hr_writer_publish(&self.seg.log, &self.w) != HR_OK:
-                    rc = HR_STALE
-                return (rc, self.w.seq, i)
-        rc = hr_writer_publish(&self.seg.log, &self.w)
-        return (rc, self.w.seq, m)
+                self.fail(rc, i, self.w.seq, items[i])
+        self._enter()
+        try:
+            for i in range(m):
+                rc = self._put(PyList_GET_ITEM(items, i), i, t)
+                if rc != HR_OK:
+                    if hr_writer_publish(&self.seg.log, &self.w) != HR_OK:
+                        rc = HR_STALE
+                    self.fail(rc, i, self.w.seq, items[i])
+            rc = hr_writer_publish(&self.seg.log, &self.w)
+            if rc != HR_OK:
+                self.fail(rc, m, self.w.seq, None)
+            return self.w.seq
+        finally:
+            self.busy = False
 
     def close(self):
         """Leave the writer role (the epoch stays: a new writer must still raise it)."""

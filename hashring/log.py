@@ -259,6 +259,76 @@ def _positive_timeout(timeout, what="timeout") -> float:
     return min(timeout, 1e9)
 
 
+class _Policy:
+    """Decisions the compiled writer asks for: whom to evict, and what to raise.
+
+    Kept apart from LogBuffer so the compiled objects never hold the buffer itself
+    (its finalizer must be able to run when the user drops it)."""
+
+    def __init__(self, seg):
+        self.seg = seg
+        settings = seg.settings()
+        self.capacity = settings["capacity"]
+        self.max_readers = settings["max_readers"]
+        self.min_in_sync = settings["min_in_sync"]
+        self.max_lag_bytes = settings["max_lag_bytes"]
+        self.max_lag_ns = settings["max_lag_ns"]
+        self.caught_up = {}               # slot -> monotonic ns it was last seen caught up
+        self.police_tail = 0
+        self.writer_epoch = 0
+
+    def police(self):
+        """Evict readers of dead processes and readers that lag beyond the limits.
+
+        Runs (with the GIL) while the writer is blocked or a commit is awaited.
+        """
+        seg = self.seg
+        tail, _ = seg.published()
+        now = monotonic_ns()
+        previous_tail, self.police_tail = self.police_tail, tail
+        for i in range(self.max_readers):
+            s = seg.slot(i)
+            if s["state"] == _logbuf.SLOT_FREE:
+                self.caught_up.pop(i, None)
+                continue
+            if s["state"] != _logbuf.SLOT_CLAIMING and not _alive(s["pid"], s["start"]):
+                seg.release_slot(i)                    # reclaimed: its process is gone
+                self.caught_up.pop(i, None)
+                continue
+            if s["state"] != _logbuf.SLOT_ACTIVE:
+                continue
+            if s["ack_pos"] >= previous_tail or i not in self.caught_up:
+                self.caught_up[i] = now
+            behind = tail - s["ack_pos"]
+            if self.max_lag_bytes and behind > self.max_lag_bytes:
+                seg.evict_slot(i)
+            elif self.max_lag_ns and behind and now - self.caught_up[i] > self.max_lag_ns:
+                seg.evict_slot(i)
+
+    def fail(self, rc, index, last_seq, item):
+        """Raise the exception for a failed append (index: the failing item of a batch)."""
+        what = "data" if index < 0 else f"items[{index}]"
+        extra = f" ({index} entries of the batch were appended, up to seq {last_seq})" if index > 0 else ""
+        if rc == -4:
+            raise TypeError(f"{what} must be bytes-like, not {type(item).__name__}")
+        if rc == -3:
+            raise ValueError(f"{what} is too large: an entry holds at most {self.capacity - 32} bytes "
+                             f"in a buffer of capacity {self.capacity}")
+        if rc == _logbuf.CLOSED:
+            raise BufferClosed("the log buffer is closed")
+        if rc == _logbuf.FULL:
+            raise BufferFull("the buffer is full: the slowest in-sync reader has not acknowledged "
+                             "enough entries before the timeout" + extra)
+        if rc == _logbuf.FEW:
+            _, n = self.seg.commit_update()
+            raise NotEnoughInSync(f"{n} readers in sync, fewer than min_in_sync={self.min_in_sync}: "
+                                  "appends are refused" + extra)
+        if rc == _logbuf.STALE:
+            raise StaleEpoch(f"this writer's epoch {self.writer_epoch} was superseded by epoch "
+                             f"{self.seg.writer_info()[0]}: another writer took over" + extra)
+        raise LogBufferError(f"append failed ({_logbuf.STATUS_NAMES.get(rc, rc)})" + extra)
+
+
 class LogBuffer:
     """A bounded log with one writer and up to ``max_readers`` acknowledging readers.
 
@@ -332,21 +402,20 @@ class LogBuffer:
         self._mapping = mapping
         self._name = name
         self._path = path
-        settings = seg.settings()
-        self._capacity = settings["capacity"]
-        self._max_readers = settings["max_readers"]
-        self._quorum = settings["quorum"]
-        self._min_in_sync = settings["min_in_sync"]
-        self._max_lag_bytes = settings["max_lag_bytes"]
-        self._max_lag_ns = settings["max_lag_ns"]
+        self._policy = policy = _Policy(seg)
+        self._capacity = policy.capacity
+        self._max_readers = policy.max_readers
+        self._min_in_sync = policy.min_in_sync
         self._readers = weakref.WeakSet()
-        self._caught_up = {}              # slot -> monotonic ns it was last seen caught up
-        self._police_tail = 0
         self._writer = None
         self._lock = threading.Lock()
         self._closed = False
         if writer_epoch is not None:
-            self._writer = _logbuf.Writer(seg, writer_epoch, _self()[1], self._police)
+            self._writer = _logbuf.Writer(seg, writer_epoch, _self()[1], policy.police, policy.fail)
+            policy.writer_epoch = writer_epoch
+            # The hot calls go straight to the compiled writer (it validates and raises).
+            self.append = self._writer.append
+            self.append_many = self._writer.append_many
         self._finalizer = weakref.finalize(self, _finalize, seg, mapping, path, self._writer, self._readers)
 
     @classmethod
@@ -437,63 +506,19 @@ class LogBuffer:
         """Append one entry (bytes-like); returns its seq.
 
         Blocks (GIL released) while the buffer is full, up to ``timeout`` seconds
-        (None: no limit), then raises ``BufferFull``.
+        (None: no limit), then raises ``BufferFull``. Raises ``NotEnoughInSync`` while
+        fewer than ``min_in_sync`` readers are in sync.
         """
-        w = self._writer_or_raise()
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
-        self._check_size(len(data) if not isinstance(data, memoryview) else data.nbytes)
-        t = _positive_timeout(timeout)
-        while True:
-            rc, seq = w.append(data, t)
-            if rc != -1:
-                break
-            time.sleep(0)                  # another thread is appending
-        if rc != _logbuf.OK:
-            self._raise_write(rc, data_len=len(data))
-        return seq
+        return self._writer_or_raise().append(data, timeout)
 
     def append_many(self, items, timeout: float | None = None) -> int:
-        """Append many entries, publishing them together; returns the last seq."""
-        w = self._writer_or_raise()
-        if not isinstance(items, list):
-            try:
-                items = list(items)
-            except TypeError:
-                raise TypeError(f"items must be an iterable of bytes-like objects, not {type(items).__name__}") from None
-        for i, item in enumerate(items):
-            if not isinstance(item, (bytes, bytearray, memoryview)):
-                raise TypeError(f"items[{i}] must be bytes-like, not {type(item).__name__}")
-            self._check_size(len(item) if not isinstance(item, memoryview) else item.nbytes, f"items[{i}]")
-        t = _positive_timeout(timeout)
-        while True:
-            rc, seq, done = w.append_many(items, t)
-            if rc != -1:
-                break
-            time.sleep(0)
-        if rc != _logbuf.OK:
-            self._raise_write(rc, written=done, total=len(items), last=seq)
-        return seq
+        """Append many entries, publishing them together; returns the last seq.
 
-    def _check_size(self, n, what="data"):
-        need = 32 + ((n + 31) & ~31)
-        if need > self._capacity:
-            raise ValueError(f"{what} is {n} bytes: an entry needs {need} bytes, more than the "
-                             f"buffer's capacity of {self._capacity}")
-
-    def _raise_write(self, rc, data_len=None, written=None, total=None, last=None):
-        extra = f" ({written} of {total} entries were appended, up to seq {last})" if total is not None else ""
-        if rc == _logbuf.FULL:
-            raise BufferFull("the buffer is full: the slowest in-sync reader has not acknowledged "
-                             "enough entries before the timeout" + extra)
-        if rc == _logbuf.FEW:
-            _, n = self._seg.commit_update()
-            raise NotEnoughInSync(f"{n} readers in sync, fewer than min_in_sync={self._min_in_sync}: "
-                                  "appends are refused" + extra)
-        if rc == _logbuf.STALE:
-            raise StaleEpoch(f"this writer's epoch {self._writer.epoch} was superseded by epoch "
-                             f"{self.epoch}: another writer took over" + extra)
-        raise LogBufferError(f"append failed ({_logbuf.STATUS_NAMES.get(rc, rc)})" + extra)
+        Every item is checked first, so a bad item appends nothing. If the buffer stays
+        full past ``timeout`` (or readers drop below ``min_in_sync``) in the middle of the
+        batch, the entries before that point stay appended; the exception says how many.
+        """
+        return self._writer_or_raise().append_many(items, timeout)
 
     def wait_committed(self, seq: int, timeout: float | None = None) -> bool:
         """Wait until ``seq`` is committed; False if the timeout passes first."""
@@ -501,7 +526,7 @@ class LogBuffer:
         seq = _int_in("seq", seq, 0, 2**64 - 1)
         if seq > self.last_seq:
             raise ValueError(f"seq {seq} has not been appended (last seq is {self.last_seq})")
-        return self._seg.wait_committed(seq, _positive_timeout(timeout), self._police)
+        return self._seg.wait_committed(seq, _positive_timeout(timeout), self._policy.police)
 
     # --- readers ------------------------------------------------------------------
     def reader(self, name: str, start: str = "tail") -> LogReader:
@@ -592,34 +617,6 @@ class LogBuffer:
                 last_ack_age=max(0.0, (now - s["heartbeat_ns"]) / 1e9),
             ))
         return out
-
-    def _police(self):
-        """Evict readers of dead processes and readers that lag beyond the limits.
-
-        Runs (with the GIL) while the writer is blocked or a commit is awaited.
-        """
-        seg = self._seg
-        tail, _ = seg.published()
-        now = monotonic_ns()
-        previous_tail, self._police_tail = self._police_tail, tail
-        for i in range(self._max_readers):
-            s = seg.slot(i)
-            if s["state"] == _logbuf.SLOT_FREE:
-                self._caught_up.pop(i, None)
-                continue
-            if s["state"] != _logbuf.SLOT_CLAIMING and not _alive(s["pid"], s["start"]):
-                seg.release_slot(i)                    # reclaimed: its process is gone
-                self._caught_up.pop(i, None)
-                continue
-            if s["state"] != _logbuf.SLOT_ACTIVE:
-                continue
-            if s["ack_pos"] >= previous_tail or i not in self._caught_up:
-                self._caught_up[i] = now
-            behind = tail - s["ack_pos"]
-            if self._max_lag_bytes and behind > self._max_lag_bytes:
-                seg.evict_slot(i)
-            elif self._max_lag_ns and behind and now - self._caught_up[i] > self._max_lag_ns:
-                seg.evict_slot(i)
 
     # --- lifecycle ------------------------------------------------------------------
     def _check_open(self):
