@@ -98,6 +98,9 @@ cdef class Segment:
         self.attach_index = -1
         cdef unsigned char[::1] mv = self.view
         self.log.base = &mv[0]
+        # The attachment table is usable before the header exists: a creator registers
+        # first, so a concurrent sweep never takes its new segment for an abandoned one.
+        self.log.attach = <hr_proc_t*>(self.log.base + 1024)
 
     def init(self, uint64_t capacity, uint32_t max_readers, int quorum, uint32_t min_in_sync,
              uint64_t max_lag_bytes, uint64_t max_lag_ns, uint64_t start):
@@ -180,10 +183,13 @@ cdef class Segment:
     def claim_slot(self, int i, uint32_t from_state):
         return bool(hr_slot_claim(&self.log, i, from_state))
 
-    def name_slot(self, int i, bytes name):
+    def name_slot(self, int i, bytes name, uint64_t start):
+        """Label a claimed slot with its name and owner (so a dead joiner can be reclaimed)."""
         cdef hr_slot_t* s = &self.log.slots[i]
         strncpy(s.name, name, HR_NAME_MAX - 1)
         s.name[HR_NAME_MAX - 1] = 0
+        s.pid = self.pid
+        s.start = start
 
     def activate_slot(self, int i, uint64_t pos, uint64_t seq_before, uint64_t start):
         """Returns free_pos after activation (join again if it is above pos)."""
@@ -214,8 +220,10 @@ cdef class Segment:
 
     def close(self):
         self.unregister()
-        self.view.release()
-        self.view = None
+        try:
+            self.view.release()
+        except BufferError:     # zero-copy batches still point into it: leave it mapped
+            pass
 
 
 cdef double timeout_seconds(timeout) except -2.0:

@@ -274,6 +274,7 @@ class _Policy:
         self.max_lag_bytes = settings["max_lag_bytes"]
         self.max_lag_ns = settings["max_lag_ns"]
         self.caught_up = {}               # slot -> monotonic ns it was last seen caught up
+        self.claiming = {}                # slot -> (pid, ns first seen claiming)
         self.police_tail = 0
         self.writer_epoch = 0
 
@@ -291,7 +292,18 @@ class _Policy:
             if s["state"] == _logbuf.SLOT_FREE:
                 self.caught_up.pop(i, None)
                 continue
-            if s["state"] != _logbuf.SLOT_CLAIMING and not _alive(s["pid"], s["start"]):
+            if s["state"] == _logbuf.SLOT_CLAIMING:
+                # A joiner labels its slot just after claiming it: only a slot stuck in this
+                # state for a second under the same dead owner is abandoned.
+                seen = self.claiming.setdefault(i, (s["pid"], now))
+                if seen[0] != s["pid"]:
+                    self.claiming[i] = (s["pid"], now)
+                elif now - seen[1] > 1_000_000_000 and not _alive(s["pid"], s["start"]):
+                    seg.release_slot(i)
+                    self.claiming.pop(i, None)
+                continue
+            self.claiming.pop(i, None)
+            if not _alive(s["pid"], s["start"]):
                 seg.release_slot(i)                    # reclaimed: its process is gone
                 self.caught_up.pop(i, None)
                 continue
@@ -385,9 +397,9 @@ class LogBuffer:
             finally:
                 os.close(fd)
         seg = _logbuf.Segment(mapping, pid)
-        seg.init(capacity, max_readers, quorum, min_in_sync, max_lag_bytes, lag_ns, start)
         if path is not None:
             seg.register(start)
+        seg.init(capacity, max_readers, quorum, min_in_sync, max_lag_bytes, lag_ns, start)
         self._open(seg, mapping, name, path, writer_epoch=1)
 
     @staticmethod
@@ -569,7 +581,7 @@ class LogBuffer:
             else:
                 raise LogBufferError(f"all {self._max_readers} reader slots are taken")
         slot, previous = resume
-        seg.name_slot(slot, encoded)
+        seg.name_slot(slot, encoded, pstart)
         for _ in range(100):
             if previous is not None:
                 pos, seq_before = previous["ack_pos"], previous["ack_seq"]
