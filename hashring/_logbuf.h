@@ -42,6 +42,11 @@
 
 enum { HR_FRAME_DATA = 1, HR_FRAME_PAD = 2 };
 enum { HR_SLOT_FREE = 0, HR_SLOT_CLAIMING = 1, HR_SLOT_ACTIVE = 2, HR_SLOT_EVICTED = 3 };
+/* A slot's state word: the state in the low 8 bits, a generation above them that every
+ * claim raises, so a compare-and-swap from an observed word fails once the slot has been
+ * taken over in between (no ABA). */
+#define HR_STATE(word) ((word) & 0xFFu)
+#define HR_WITH_STATE(word, st) (((word) & ~0xFFu) | (uint32_t)(st))
 enum {
     HR_OK = 0,
     HR_FULL = 1,        /* not enough space before the slowest in-sync reader */
@@ -92,7 +97,7 @@ typedef struct {
 } hr_publish_block_t;
 
 typedef struct {           /* 128 bytes */
-    uint32_t state;
+    uint32_t state;        /* generation << 8 | HR_SLOT_* */
     uint32_t reserved;
     uint64_t pid;
     uint64_t start;
@@ -100,7 +105,7 @@ typedef struct {           /* 128 bytes */
     uint64_t ack_seq;      /* reader-only: last acknowledged sequence number */
     uint64_t heartbeat_ns;
     uint64_t joined_seq;   /* the seq before the first entry this reader may see */
-    uint64_t reserved2;
+    uint64_t caught_up_ns; /* reader-only: when it last acknowledged all it had read up to the tail */
     char name[HR_NAME_MAX];
 } hr_slot_t;
 
@@ -242,7 +247,7 @@ static inline void hr_writer_refresh(hr_log_t *L, hr_writer_t *w) {
     w->members = hr_load_acq64(&L->wblock->members);
     for (i = 0; i < L->max_readers; i++) {
         hr_slot_t *s = &L->slots[i];
-        if (hr_load_acq32(&s->state) == HR_SLOT_ACTIVE) {
+        if (HR_STATE(hr_load_acq32(&s->state)) == HR_SLOT_ACTIVE) {
             uint64_t a = hr_load_acq64(&s->ack_pos);
             if (a < gate) gate = a;
             n++;
@@ -263,8 +268,20 @@ static inline int hr_writer_attach(hr_log_t *L, hr_writer_t *w, uint64_t epoch, 
     hr_store_rlx64(&L->wblock->pid, pid);
     hr_store_rlx64(&L->wblock->start, start);
     w->epoch = epoch;
-    rec = hr_published(L);
-    w->pub_index = hr_load_acq64(&L->publish->pub_index);
+    /* Republish the last complete record under a new index: a deposed writer's publish
+     * (a compare-and-swap from the index it saw) can then never succeed. */
+    for (;;) {
+        uint64_t i = hr_load_acq64(&L->publish->pub_index);
+        rec = hr_published(L);
+        if (hr_load_acq64(&L->publish->pub_index) != i) continue;
+        hr_store_rlx64(&L->publish->pub[(i + 1) & 1].tail, rec.tail);
+        hr_store_rlx64(&L->publish->pub[(i + 1) & 1].seq, rec.seq);
+        hr_fence_rel();
+        if (hr_cas64(&L->publish->pub_index, i, i + 1)) {
+            w->pub_index = i + 1;
+            break;
+        }
+    }
     w->tail = w->pub_tail = rec.tail;
     w->seq = rec.seq;
     /* A predecessor may have died between its publish record and its tail store. */
@@ -285,6 +302,8 @@ static inline int hr_writer_put(hr_log_t *L, hr_writer_t *w, const void *payload
     uint64_t span = hr_writer_span(L, w, need);
     uint64_t idx;
     hr_frame_t *f;
+    /* Fenced: a writer that was superseded writes nothing more. */
+    if (hr_load_acq64(&L->wblock->epoch) != w->epoch) return HR_STALE;
     if (w->members != hr_load_acq64(&L->wblock->members)) hr_writer_refresh(L, w);
     if (w->in_sync < L->hdr->min_in_sync) return HR_FEW;
     if (w->tail + span - w->gate > L->capacity) {
@@ -325,6 +344,7 @@ static inline int hr_writer_publish(hr_log_t *L, hr_writer_t *w) {
     if (hr_load_acq64(&L->wblock->epoch) != w->epoch) return HR_STALE;
     hr_store_rlx64(&rec->tail, w->tail);
     hr_store_rlx64(&rec->seq, w->seq);
+    hr_fence_rel();       /* the record before the index that makes it current */
     if (!hr_cas64(&L->publish->pub_index, w->pub_index, next)) return HR_STALE;
     w->pub_index = next;
     hr_store_rel64(L->tail, w->tail);
@@ -334,9 +354,9 @@ static inline int hr_writer_publish(hr_log_t *L, hr_writer_t *w) {
 
 /* ------------------------------------------------------------------ readers */
 
-/* Claim slot i in state from (FREE, or a dead owner's slot); 1 on success. */
+/* Claim slot i if its state word is still from (FREE, or a dead owner's slot); 1 on success. */
 static inline int hr_slot_claim(hr_log_t *L, uint32_t i, uint32_t from) {
-    return hr_cas32(&L->slots[i].state, from, HR_SLOT_CLAIMING);
+    return hr_cas32(&L->slots[i].state, from, (((from >> 8) + 1) << 8) | HR_SLOT_CLAIMING);
 }
 
 /* Activate a claimed slot at frame boundary pos, seq_before being the seq before it.
@@ -350,27 +370,36 @@ static inline uint64_t hr_slot_activate(hr_log_t *L, uint32_t i, uint64_t pos, u
     s->heartbeat_ns = now_ns;
     s->ack_seq = seq_before;
     s->joined_seq = seq_before;
+    s->caught_up_ns = now_ns;
     hr_store_rel64(&s->ack_pos, pos);
-    hr_store_rel32(&s->state, HR_SLOT_ACTIVE);
+    hr_store_rel32(&s->state, HR_WITH_STATE(hr_load_acq32(&s->state), HR_SLOT_ACTIVE));
     hr_add64(&L->wblock->members, 1);
     hr_fence_seq();
     /* A writer that refreshed before seeing this slot may reuse bytes below free_pos. */
     return hr_load_acq64(L->free_pos);
 }
 
+/* Free slot i only if its state word is still word (nobody took it over meanwhile). */
+static inline int hr_slot_free_if(hr_log_t *L, uint32_t i, uint32_t word) {
+    int ok = hr_cas32(&L->slots[i].state, word, HR_WITH_STATE(word, HR_SLOT_FREE));
+    if (ok) hr_add64(&L->wblock->members, 1);
+    return ok;
+}
+
 static inline void hr_slot_release(hr_log_t *L, uint32_t i) {
     hr_slot_t *s = &L->slots[i];
     uint32_t st = hr_load_acq32(&s->state);
-    while ((st == HR_SLOT_ACTIVE || st == HR_SLOT_EVICTED || st == HR_SLOT_CLAIMING)
-           && !hr_cas32(&s->state, st, HR_SLOT_FREE)) {
+    while (HR_STATE(st) != HR_SLOT_FREE && !hr_cas32(&s->state, st, HR_WITH_STATE(st, HR_SLOT_FREE))) {
         st = hr_load_acq32(&s->state);
     }
     hr_add64(&L->wblock->members, 1);
 }
 
-/* Stop gating on an in-sync reader (the writer's policy decides when). */
-static inline int hr_slot_evict(hr_log_t *L, uint32_t i) {
-    int ok = hr_cas32(&L->slots[i].state, HR_SLOT_ACTIVE, HR_SLOT_EVICTED);
+/* Stop gating on an in-sync reader whose state word is still word (the writer's policy
+ * decides when). */
+static inline int hr_slot_evict(hr_log_t *L, uint32_t i, uint32_t word) {
+    int ok = HR_STATE(word) == HR_SLOT_ACTIVE
+             && hr_cas32(&L->slots[i].state, word, HR_WITH_STATE(word, HR_SLOT_EVICTED));
     if (ok) hr_add64(&L->wblock->members, 1);
     return ok;
 }
@@ -409,15 +438,17 @@ static inline int hr_reader_status(hr_log_t *L, uint32_t i, uint64_t pid) {
     hr_slot_t *s = &L->slots[i];
     uint32_t st;
     hr_fence_acq();
-    st = hr_load_acq32(&s->state);
+    st = HR_STATE(hr_load_acq32(&s->state));
     if (st == HR_SLOT_ACTIVE && s->pid == pid) return HR_OK;
     if (st == HR_SLOT_EVICTED && s->pid == pid) return HR_LAGGED;
     return HR_CLOSED;
 }
 
-static inline void hr_reader_ack(hr_log_t *L, uint32_t i, uint64_t seq, uint64_t end_pos, uint64_t now_ns) {
+static inline void hr_reader_ack(hr_log_t *L, uint32_t i, uint64_t seq, uint64_t end_pos, uint64_t now_ns,
+                                 int caught_up) {
     hr_slot_t *s = &L->slots[i];
     hr_store_rlx64(&s->heartbeat_ns, now_ns);
+    if (caught_up) hr_store_rlx64(&s->caught_up_ns, now_ns);
     hr_store_rel64(&s->ack_seq, seq);
     hr_store_rel64(&s->ack_pos, end_pos);
 }
@@ -434,7 +465,7 @@ static inline uint64_t hr_commit_update(hr_log_t *L, uint32_t *in_sync_out) {
     int32_t quorum = L->hdr->quorum;
     for (i = 0; i < L->max_readers; i++) {
         hr_slot_t *s = &L->slots[i];
-        if (hr_load_acq32(&s->state) == HR_SLOT_ACTIVE) acks[n++] = hr_load_acq64(&s->ack_seq);
+        if (HR_STATE(hr_load_acq32(&s->state)) == HR_SLOT_ACTIVE) acks[n++] = hr_load_acq64(&s->ack_seq);
     }
     if (in_sync_out) *in_sync_out = n;
     if (n < L->hdr->min_in_sync) return hr_load_acq64(L->commit);

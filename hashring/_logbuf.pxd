@@ -62,6 +62,7 @@ cdef extern from "_logbuf.h" nogil:
         uint64_t ack_seq
         uint64_t heartbeat_ns
         uint64_t joined_seq
+        uint64_t caught_up_ns
         char name[64]
 
     ctypedef struct hr_log_t:
@@ -109,10 +110,12 @@ cdef extern from "_logbuf.h" nogil:
     uint64_t hr_slot_activate(hr_log_t* L, uint32_t i, uint64_t pos, uint64_t seq_before,
                               uint64_t pid, uint64_t start, uint64_t now_ns)
     void hr_slot_release(hr_log_t* L, uint32_t i)
-    int hr_slot_evict(hr_log_t* L, uint32_t i)
+    int hr_slot_free_if(hr_log_t* L, uint32_t i, uint32_t word)
+    int hr_slot_evict(hr_log_t* L, uint32_t i, uint32_t word)
     int hr_reader_peek(const hr_log_t* L, uint64_t pos, uint64_t tail, uint64_t expect_seq, hr_entry_t* e)
     int hr_reader_status(hr_log_t* L, uint32_t i, uint64_t pid)
-    void hr_reader_ack(hr_log_t* L, uint32_t i, uint64_t seq, uint64_t end_pos, uint64_t now_ns)
+    void hr_reader_ack(hr_log_t* L, uint32_t i, uint64_t seq, uint64_t end_pos, uint64_t now_ns,
+                       int caught_up)
     uint64_t hr_commit_update(hr_log_t* L, uint32_t* in_sync_out)
 
 cdef extern from "_atomics.h" nogil:
@@ -152,6 +155,7 @@ cdef class Reader:
     cdef readonly object name
     cdef uint64_t pos            # next frame to read
     cdef uint64_t next_seq       # expected seq of that frame (0: not known yet)
+    cdef uint64_t drained_pos    # position the last read that reached the tail ended at
     cdef readonly uint64_t acked
     cdef readonly uint64_t delivered
     cdef object ends             # numpy uint64 ring: end position of delivered seqs

@@ -175,13 +175,15 @@ cdef class Segment:
     def slot(self, int i):
         """A snapshot of reader slot i as a dict."""
         cdef hr_slot_t* s = &self.log.slots[i]
-        return dict(index=i, state=hr_load_acq32(&s.state), pid=s.pid, start=s.start,
+        cdef uint32_t word = hr_load_acq32(&s.state)
+        return dict(index=i, state=word & 0xFF, word=word, pid=s.pid, start=s.start,
                     ack_pos=hr_load_acq64(&s.ack_pos), ack_seq=hr_load_acq64(&s.ack_seq),
-                    heartbeat_ns=s.heartbeat_ns, joined_seq=s.joined_seq,
+                    heartbeat_ns=s.heartbeat_ns, joined_seq=s.joined_seq, caught_up_ns=s.caught_up_ns,
                     name=s.name[:HR_NAME_MAX].split(b"\0", 1)[0].decode("utf-8", "replace"))
 
-    def claim_slot(self, int i, uint32_t from_state):
-        return bool(hr_slot_claim(&self.log, i, from_state))
+    def claim_slot(self, int i, uint32_t word):
+        """Claim slot i if its state word is still word (as read by slot())."""
+        return bool(hr_slot_claim(&self.log, i, word))
 
     def name_slot(self, int i, bytes name, uint64_t start):
         """Label a claimed slot with its name and owner (so a dead joiner can be reclaimed)."""
@@ -198,8 +200,14 @@ cdef class Segment:
     def release_slot(self, int i):
         hr_slot_release(&self.log, i)
 
-    def evict_slot(self, int i):
-        return bool(hr_slot_evict(&self.log, i))
+    def free_slot_if(self, int i, uint32_t word):
+        """Free slot i only if its state word is still word; True if it was freed."""
+        return bool(hr_slot_free_if(&self.log, i, word))
+
+    def evict_slot(self, int i, word=None):
+        """Evict in-sync reader i (only if its state word is still word, when given)."""
+        cdef uint32_t w = hr_load_acq32(&self.log.slots[i].state) if word is None else word
+        return bool(hr_slot_evict(&self.log, i, w))
 
     def wait_committed(self, uint64_t seq, double timeout, police):
         """Wait (GIL released) until the commit seq reaches seq; False on timeout."""
@@ -224,6 +232,7 @@ cdef class Segment:
             self.view.release()
         except BufferError:     # zero-copy batches still point into it: leave it mapped
             pass
+        self.view = None
 
 
 cdef double timeout_seconds(timeout) except -2.0:
@@ -401,6 +410,7 @@ cdef class Reader:
         self.slot = slot
         self.name = name
         self.pos = pos
+        self.drained_pos = pos
         self.next_seq = seq_before + 1 if seq_before or pos == 0 else 0
         self.acked = seq_before
         self.delivered = seq_before
@@ -470,7 +480,10 @@ cdef class Reader:
         if status != HR_OK:
             self.pos, self.next_seq, self.delivered = pos0, seq0, delivered0
             return (status, empty)
-        if rc == HR_EMPTY or (rc == HR_CORRUPT and got_some):
+        if rc == HR_EMPTY:
+            self.drained_pos = self.pos     # it has read everything published
+            rc = HR_OK
+        elif rc == HR_CORRUPT and got_some:
             rc = HR_OK        # a bad frame after good ones is reported by the next read
         return (rc, result if rc == HR_OK else empty)
 
@@ -529,7 +542,8 @@ cdef class Reader:
         cdef int rc = hr_reader_status(&self.seg.log, self.slot, self.seg.pid)
         if rc != HR_OK:
             return rc
-        hr_reader_ack(&self.seg.log, self.slot, seq, self.ends_p[seq & self.ends_mask], now_ns())
+        cdef uint64_t end = self.ends_p[seq & self.ends_mask]
+        hr_reader_ack(&self.seg.log, self.slot, seq, end, now_ns(), end >= self.drained_pos)
         self.acked = seq
         hr_commit_update(&self.seg.log, NULL)
         return HR_OK
@@ -537,6 +551,7 @@ cdef class Reader:
     def rewind(self, uint64_t pos, uint64_t seq_before):
         """Restart reading at pos (used when re-joining)."""
         self.pos = pos
+        self.drained_pos = pos
         self.next_seq = seq_before + 1 if seq_before or pos == 0 else 0
         self.acked = seq_before
         self.delivered = seq_before
@@ -544,5 +559,11 @@ cdef class Reader:
     def close(self):
         if not self.closed:
             self.closed = True
+            if hr_reader_status(&self.seg.log, self.slot, self.seg.pid) in (HR_OK, HR_LAGGED):
+                hr_slot_release(&self.seg.log, self.slot)
+
+    def __dealloc__(self):
+        # A reader dropped without close() must not keep gating the writer.
+        if not self.closed and self.seg is not None and self.seg.view is not None:
             if hr_reader_status(&self.seg.log, self.slot, self.seg.pid) in (HR_OK, HR_LAGGED):
                 hr_slot_release(&self.seg.log, self.slot)

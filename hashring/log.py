@@ -13,6 +13,7 @@ killed is removed by the next process that creates or attaches to a log buffer.
 
 from __future__ import annotations
 
+import fcntl
 import math
 import mmap
 import numbers
@@ -183,12 +184,22 @@ def sweep_stale_segments(grace_seconds: float = 10.0) -> list[str]:
     return removed
 
 
-def _finalize(seg, mapping, path, writer, readers):
+def _register(seg, start) -> bool:
+    """Enter this process in the attachment table, first clearing entries of dead processes."""
+    for index, pid, pstart in seg.attachments():
+        if not _alive(pid, pstart):
+            seg.clear_attachment(index, pid)
+    return seg.register(start)
+
+
+def _finalize(seg, mapping, path, writer, readers, lock_fd):
     """Release everything a handle holds: its reader slots, its attachment, the mapping."""
     for r in list(readers):
         r.close()
     if writer is not None:
         writer.close()
+    if lock_fd is not None:
+        os.close(lock_fd)            # releases the writer lock
     if path is not None:
         seg.unregister()
         try:
@@ -273,49 +284,49 @@ class _Policy:
         self.min_in_sync = settings["min_in_sync"]
         self.max_lag_bytes = settings["max_lag_bytes"]
         self.max_lag_ns = settings["max_lag_ns"]
-        self.caught_up = {}               # slot -> monotonic ns it was last seen caught up
         self.claiming = {}                # slot -> (pid, ns first seen claiming)
-        self.police_tail = 0
         self.writer_epoch = 0
 
     def police(self):
         """Evict readers of dead processes and readers that lag beyond the limits.
 
-        Runs (with the GIL) while the writer is blocked or a commit is awaited.
+        Runs (with the GIL) while the writer is blocked or a commit is awaited. Every change
+        is a compare-and-swap from the state observed, so a slot taken over meanwhile by a
+        new reader is left alone.
         """
         seg = self.seg
         tail, _ = seg.published()
         now = monotonic_ns()
-        previous_tail, self.police_tail = self.police_tail, tail
         for i in range(self.max_readers):
             s = seg.slot(i)
-            if s["state"] == _logbuf.SLOT_FREE:
-                self.caught_up.pop(i, None)
+            state = s["state"]
+            if state == _logbuf.SLOT_FREE:
+                self.claiming.pop(i, None)
                 continue
-            if s["state"] == _logbuf.SLOT_CLAIMING:
+            if state == _logbuf.SLOT_CLAIMING:
                 # A joiner labels its slot just after claiming it: only a slot stuck in this
                 # state for a second under the same dead owner is abandoned.
-                seen = self.claiming.setdefault(i, (s["pid"], now))
-                if seen[0] != s["pid"]:
+                seen = self.claiming.get(i)
+                if seen is None or seen[0] != s["pid"]:
                     self.claiming[i] = (s["pid"], now)
                 elif now - seen[1] > 1_000_000_000 and not _alive(s["pid"], s["start"]):
-                    seg.release_slot(i)
+                    seg.free_slot_if(i, s["word"])
                     self.claiming.pop(i, None)
                 continue
             self.claiming.pop(i, None)
             if not _alive(s["pid"], s["start"]):
-                seg.release_slot(i)                    # reclaimed: its process is gone
-                self.caught_up.pop(i, None)
+                seg.free_slot_if(i, s["word"])        # reclaimed: its process is gone
                 continue
-            if s["state"] != _logbuf.SLOT_ACTIVE:
+            if state != _logbuf.SLOT_ACTIVE:
                 continue
-            if s["ack_pos"] >= previous_tail or i not in self.caught_up:
-                self.caught_up[i] = now
             behind = tail - s["ack_pos"]
-            if self.max_lag_bytes and behind > self.max_lag_bytes:
-                seg.evict_slot(i)
-            elif self.max_lag_ns and behind and now - self.caught_up[i] > self.max_lag_ns:
-                seg.evict_slot(i)
+            if not behind:
+                continue
+            # Lagging: too many unacknowledged bytes, or not caught up (acknowledged all it
+            # had read up to the tail) for max_lag_seconds.
+            if (self.max_lag_bytes and behind > self.max_lag_bytes) or (
+                    self.max_lag_ns and now - s["caught_up_ns"] > self.max_lag_ns):
+                seg.evict_slot(i, s["word"])
 
     def fail(self, rc, index, last_seq, item):
         """Raise the exception for a failed append (index: the failing item of a batch)."""
@@ -377,7 +388,7 @@ class LogBuffer:
             lag_ns = int(max_lag_seconds * 1e9)
         pid, start = _self()
         size = _logbuf.segment_size(capacity, max_readers)
-        path = None
+        path = lock_fd = None
         if name is None:
             mapping = mmap.mmap(-1, size)
         else:
@@ -391,16 +402,17 @@ class LogBuffer:
             try:
                 os.ftruncate(fd, size)
                 mapping = _map_file(fd, size)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)    # the writer's lifetime lock
             except BaseException:
                 os.unlink(path)
-                raise
-            finally:
                 os.close(fd)
+                raise
+            lock_fd = fd
         seg = _logbuf.Segment(mapping, pid)
         if path is not None:
-            seg.register(start)
+            _register(seg, start)
         seg.init(capacity, max_readers, quorum, min_in_sync, max_lag_bytes, lag_ns, start)
-        self._open(seg, mapping, name, path, writer_epoch=1)
+        self._open(seg, mapping, name, path, writer_epoch=1, lock_fd=lock_fd)
 
     @staticmethod
     def _check_capacity(capacity_bytes) -> int:
@@ -409,7 +421,7 @@ class LogBuffer:
             raise ValueError(f"capacity_bytes must be a power of two, not {capacity}")
         return capacity
 
-    def _open(self, seg, mapping, name, path, writer_epoch):
+    def _open(self, seg, mapping, name, path, writer_epoch, lock_fd=None):
         self._seg = seg
         self._mapping = mapping
         self._name = name
@@ -428,14 +440,20 @@ class LogBuffer:
             # The hot calls go straight to the compiled writer (it validates and raises).
             self.append = self._writer.append
             self.append_many = self._writer.append_many
-        self._finalizer = weakref.finalize(self, _finalize, seg, mapping, path, self._writer, self._readers)
+        self._finalizer = weakref.finalize(self, _finalize, seg, mapping, path, self._writer, self._readers,
+                                           lock_fd)
 
     @classmethod
-    def attach(cls, name: str, *, writer: bool = False, epoch: int | None = None) -> LogBuffer:
+    def attach(cls, name: str, *, writer: bool = False, epoch: int | None = None,
+               force: bool = False) -> LogBuffer:
         """Attach to the shared buffer ``name`` created by another process.
 
         With ``writer=True`` this handle takes over as the writer under ``epoch`` (default:
         the current epoch + 1); the previous writer's next append raises ``StaleEpoch``.
+        A live writer holds a lock on the segment: taking over from it needs
+        ``force=True``, which is safe only if the old writer is not inside an append at
+        that moment (stop it first, or let a controller fence it); a dead writer's lock is
+        gone, and nothing it was writing was ever published.
         """
         _check_name(name)
         sweep_stale_segments()
@@ -444,25 +462,40 @@ class LogBuffer:
             fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
             raise SegmentError(f"no log buffer named {name!r} (no {path})") from None
+        lock_fd = None
         try:
             size = os.fstat(fd).st_size
             if size < 4096:
                 raise SegmentError(f"{path} is not a log buffer segment (size {size})")
+            if writer:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    lock_fd = fd
+                except BlockingIOError:
+                    if not force:
+                        raise LogBufferError(
+                            f"the writer of {name!r} is alive (it holds the writer lock): stop it first, "
+                            "or pass force=True to fence it by epoch") from None
             mapping = _map_file(fd, size)
         finally:
-            os.close(fd)
+            if lock_fd is None:
+                os.close(fd)
         pid, start = _self()
         seg = _logbuf.Segment(mapping, pid)
+
+        def give_up(exc):
+            seg.close()
+            mapping.close()
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise exc
+
         rc = seg.bind()
         if rc != 0:
-            seg.close()
-            mapping.close()
             reason = {-1: "bad magic or version", -2: "not initialised", -3: "inconsistent header"}[rc]
-            raise SegmentError(f"{path} is not a usable log buffer segment ({reason})")
-        if not seg.register(start):
-            seg.close()
-            mapping.close()
-            raise SegmentError(f"too many processes are attached to {name!r}")
+            give_up(SegmentError(f"{path} is not a usable log buffer segment ({reason})"))
+        if not _register(seg, start):
+            give_up(SegmentError(f"too many processes are attached to {name!r}"))
         self = cls.__new__(cls)
         writer_epoch = None
         if writer:
@@ -470,15 +503,16 @@ class LogBuffer:
             if epoch is None:
                 writer_epoch = current + 1
             else:
-                writer_epoch = _int_in("epoch", epoch, 1, 2**63)
+                try:
+                    writer_epoch = _int_in("epoch", epoch, 1, 2**63)
+                except (TypeError, ValueError) as exc:
+                    give_up(exc)
                 if writer_epoch <= current:
-                    seg.close()
-                    mapping.close()
-                    raise StaleEpoch(f"epoch {writer_epoch} is not above the buffer's epoch {current}")
+                    give_up(StaleEpoch(f"epoch {writer_epoch} is not above the buffer's epoch {current}"))
         try:
-            self._open(seg, mapping, name, path, writer_epoch)
+            self._open(seg, mapping, name, path, writer_epoch, lock_fd)
         except ValueError as exc:
-            raise StaleEpoch(str(exc)) from None
+            give_up(StaleEpoch(str(exc)))
         return self
 
     # --- properties -------------------------------------------------------------
@@ -570,12 +604,13 @@ class LogBuffer:
             if _alive(s["pid"], s["start"]):
                 raise ValueError(f"reader name {name!r} is in use (pid {s['pid']})")
             # Its process is gone: take the slot over, resuming after its last ack.
-            if seg.claim_slot(i, s["state"]):
+            if seg.claim_slot(i, s["word"]):
                 resume = (i, s if s["state"] == _logbuf.SLOT_ACTIVE else None)
                 break
         if resume is None:
             for i in range(self._max_readers):
-                if seg.claim_slot(i, _logbuf.SLOT_FREE):
+                s = seg.slot(i)
+                if s["state"] == _logbuf.SLOT_FREE and seg.claim_slot(i, s["word"]):
                     resume = (i, None)
                     break
             else:

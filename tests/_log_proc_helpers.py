@@ -57,7 +57,7 @@ def stream_writer(name, capacity, n, readers, max_len=300, batch=64, create=True
     if create:
         buf = LogBuffer(capacity, name=name, max_lag_seconds=None)
     else:
-        buf = LogBuffer.attach(name, writer=True)
+        buf = LogBuffer.attach(name, writer=True, force=True)
     emit("ready", epoch=buf.epoch)
     deadline = time.monotonic() + 30
     while sum(r.in_sync for r in buf.readers()) < readers:
@@ -169,7 +169,7 @@ def crash_writer(name, seed, max_len=300):
     line = sys.stdin.readline()
     if line.strip() != "go":
         return 0
-    buf = LogBuffer.attach(name, writer=True)
+    buf = LogBuffer.attach(name, writer=True, force=True)
     last = buf.last_seq
     emit("attached", epoch=buf.epoch, last_seq=last, pid=os.getpid())
     rnd = random.Random(seed)
@@ -190,7 +190,7 @@ def crash_writer(name, seed, max_len=300):
 def rate_writer(name, n, readers, size=64):
     """Blocking single appends of size-byte entries; report entries per second end to end."""
     from hashring import LogBuffer
-    buf = LogBuffer.attach(name, writer=True)
+    buf = LogBuffer.attach(name, writer=True, force=True)
     emit("ready", epoch=buf.epoch)
     deadline = time.monotonic() + 30
     while sum(r.in_sync for r in buf.readers()) < readers:
@@ -289,7 +289,7 @@ def agent():
                 times = cmd.pop("handles", 1)
                 for _ in range(times):
                     buf = LogBuffer.attach(cmd["name"], writer=cmd.get("writer", False),
-                                           epoch=cmd.get("epoch"))
+                                           epoch=cmd.get("epoch"), force=cmd.get("force", True))
                     handles.append(buf)
                 result = {"epoch": buf.epoch, "last_seq": buf.last_seq, "is_writer": buf.is_writer}
             elif op == "append":

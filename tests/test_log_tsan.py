@@ -113,12 +113,6 @@ def test_stress_under_thread_sanitizer(tmp_path, tsan_flags, count, capacity):
     print(f"\n{res.stdout.strip()} (TSan, wall {seconds:.2f} s)")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: hr_writer_publish checks the epoch, then writes the next publish record, then "
-    "CASes pub_index; a deposed writer descheduled between the check and the stores (a "
-    "SIGSTOP, a pause) either overwrites its successor's current publish record (case 1: "
-    "hr_published returns the old writer's tail/seq) or publishes under the old epoch and "
-    "wedges the successor, whose publish then fails with HR_STALE (case 2)"))
 def test_deposed_writer_cannot_publish_or_clobber_the_publish_record(tmp_path):
     exe, build = _compile(tmp_path, ["-O2", "-pthread"])
     assert build.returncode == 0, build.stderr

@@ -192,7 +192,7 @@ static void *reader_main(void *argp) {
         rc = hr_reader_peek(&L, pos, tail, expect, &e);
         if (rc == HR_EMPTY) {
             if (acked < expect - 1) {          /* never wait while holding unacked entries */
-                hr_reader_ack(&L, arg->slot, expect - 1, pos, now_ns());
+                hr_reader_ack(&L, arg->slot, expect - 1, pos, now_ns(), 1);
                 acked = expect - 1;
                 c = hr_commit_update(&L, NULL);
                 if (c < last_commit) { fail("reader %u: commit went back from %" PRIu64 " to %" PRIu64, arg->slot, last_commit, c); return NULL; }
@@ -231,7 +231,7 @@ static void *reader_main(void *argp) {
         pos = e.end;
         arg->seen++;
         if (expect % ACK_EVERY == 0 || expect == n_entries) {
-            hr_reader_ack(&L, arg->slot, expect, pos, now_ns());
+            hr_reader_ack(&L, arg->slot, expect, pos, now_ns(), 1);
             acked = expect;
             c = hr_commit_update(&L, NULL);
             if (c < last_commit) { fail("reader %u: commit went back from %" PRIu64 " to %" PRIu64, arg->slot, last_commit, c); return NULL; }
