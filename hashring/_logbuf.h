@@ -8,7 +8,8 @@
  *   2048    writer block: epoch (raised by a taking-over writer), writer pid/start, members
  *   2176    publish block: pub_index and two (tail, seq) records, written by the writer only
  *   2304    tail: the publish point readers poll
- *   2432    commit: the committed sequence number (raised with a CAS by whoever computes it)
+ *   2432    commit: the committed sequence number and a frame boundary at or before the end of
+ *           the committed prefix (each raised with a CAS by whoever computes them)
  *   2560    free_pos: below this position the writer may reuse bytes (for joining readers)
  *   4096    reader slots, 128 bytes each
  *   data    capacity bytes, page aligned
@@ -131,6 +132,7 @@ typedef struct {
     hr_publish_block_t *publish;
     uint64_t *tail;
     uint64_t *commit;
+    uint64_t *commit_pos;
     uint64_t *free_pos;
     hr_slot_t *slots;
     unsigned char *data;
@@ -182,6 +184,7 @@ static inline void hr_log_bind(hr_log_t *L, void *base) {
     L->publish = (hr_publish_block_t *)(L->base + 2176);
     L->tail = (uint64_t *)(L->base + 2304);
     L->commit = (uint64_t *)(L->base + 2432);
+    L->commit_pos = (uint64_t *)(L->base + 2440);
     L->free_pos = (uint64_t *)(L->base + 2560);
     L->slots = (hr_slot_t *)(L->base + HR_SLOTS_OFFSET);
     L->capacity = L->hdr->capacity;
@@ -456,36 +459,47 @@ static inline void hr_reader_ack(hr_log_t *L, uint32_t i, uint64_t seq, uint64_t
 /* ------------------------------------------------------------------ commit */
 
 /* The policy's commit seq from the in-sync readers' acks, raised in shared memory (never
- * lowered). */
+ * lowered), with commit_pos: a frame boundary at or before the end of the committed
+ * prefix (where a reader that must hold every uncommitted entry starts). */
 static inline uint64_t hr_commit_update(hr_log_t *L, uint32_t *in_sync_out) {
-    uint64_t last_seq = hr_published(L).seq;
-    uint64_t acks[HR_MAX_READERS];
+    hr_pub_t pub = hr_published(L);
+    uint64_t acks[HR_MAX_READERS], poss[HR_MAX_READERS];
     uint32_t n = 0, i, j, k;
-    uint64_t candidate;
+    uint64_t candidate, pos;
     int32_t quorum = L->hdr->quorum;
     for (i = 0; i < L->max_readers; i++) {
         hr_slot_t *s = &L->slots[i];
-        if (HR_STATE(hr_load_acq32(&s->state)) == HR_SLOT_ACTIVE) acks[n++] = hr_load_acq64(&s->ack_seq);
+        if (HR_STATE(hr_load_acq32(&s->state)) == HR_SLOT_ACTIVE) {
+            poss[n] = hr_load_acq64(&s->ack_pos);   /* before the seq: never ahead of it */
+            acks[n++] = hr_load_acq64(&s->ack_seq);
+        }
     }
     if (in_sync_out) *in_sync_out = n;
     if (n < L->hdr->min_in_sync) return hr_load_acq64(L->commit);
+    candidate = pub.seq;
+    pos = pub.tail;
     if (quorum <= 0) {
-        candidate = last_seq;
-        for (i = 0; i < n; i++) if (acks[i] < candidate) candidate = acks[i];
+        for (i = 0; i < n; i++) {
+            if (acks[i] < candidate) candidate = acks[i];
+            if (poss[i] < pos) pos = poss[i];
+        }
     } else {
         if (n < (uint32_t)quorum) return hr_load_acq64(L->commit);
         /* k-th largest: a partial selection sort, k <= 64 */
         k = (uint32_t)quorum;
         for (i = 0; i < k; i++) {
             uint32_t best = i;
+            uint64_t t;
             for (j = i + 1; j < n; j++) if (acks[j] > acks[best]) best = j;
-            candidate = acks[best];
-            acks[best] = acks[i];
-            acks[i] = candidate;
+            t = acks[best]; acks[best] = acks[i]; acks[i] = t;
+            t = poss[best]; poss[best] = poss[i]; poss[i] = t;
         }
-        candidate = acks[k - 1];
-        if (candidate > last_seq) candidate = last_seq;
+        if (acks[k - 1] < candidate) {
+            candidate = acks[k - 1];
+            pos = poss[k - 1];
+        }
     }
+    hr_max64(L->commit_pos, pos);
     return hr_max64(L->commit, candidate);
 }
 

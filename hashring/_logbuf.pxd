@@ -72,6 +72,7 @@ cdef extern from "_logbuf.h" nogil:
         hr_writer_block_t* wblock
         uint64_t* tail
         uint64_t* commit
+        uint64_t* commit_pos
         uint64_t* free_pos
         hr_slot_t* slots
         unsigned char* data

@@ -169,6 +169,10 @@ cdef class Segment:
     def commit_seq(self):
         return hr_load_acq64(self.log.commit)
 
+    def commit_pos(self):
+        """A frame boundary at or before the end of the committed prefix."""
+        return hr_load_acq64(self.log.commit_pos)
+
     def free_pos(self):
         return hr_load_acq64(self.log.free_pos)
 

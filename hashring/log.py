@@ -575,12 +575,16 @@ class LogBuffer:
         return self._seg.wait_committed(seq, _positive_timeout(timeout), self._policy.police)
 
     # --- readers ------------------------------------------------------------------
-    def reader(self, name: str, start: str = "tail") -> LogReader:
+    def reader(self, name: str, start: str = "committed") -> LogReader:
         """Join as reader ``name`` (up to 63 bytes of UTF-8).
 
-        ``start="tail"``: read entries appended from now on; ``"earliest"``: start at the
-        oldest entry still held for the other in-sync readers. A reader of the same name
-        whose process died is taken over, resuming after its last acknowledgement.
+        ``start="committed"`` (default): from the end of the committed prefix, so the reader
+        receives every entry that is not committed yet (a backup must, for "committed" to
+        mean "held by the backups"); ``"earliest"``: from the oldest entry still held for
+        the other in-sync readers; ``"tail"``: only entries appended from now on; the
+        reader then takes no part in committing earlier ones (they count as acknowledged
+        by it). A reader of the same name whose process died is taken over, resuming
+        after its last acknowledgement.
         """
         self._check_open()
         if not isinstance(name, str):
@@ -588,8 +592,8 @@ class LogBuffer:
         encoded = name.encode("utf-8", "strict")
         if not encoded or len(encoded) > _logbuf.NAME_MAX or b"\0" in encoded:
             raise ValueError(f"reader name {name!r} must be 1-{_logbuf.NAME_MAX} bytes of UTF-8 without NUL")
-        if start not in ("tail", "earliest"):
-            raise ValueError(f"start must be 'tail' or 'earliest', not {start!r}")
+        if start not in ("committed", "earliest", "tail"):
+            raise ValueError(f"start must be 'committed', 'earliest' or 'tail', not {start!r}")
         with self._lock:
             return self._join(name, encoded, start)
 
@@ -634,17 +638,21 @@ class LogBuffer:
         return reader
 
     def _start_position(self, start):
+        """(position, seq before it); seq 0: the reader takes the seq of the first frame."""
         tail, seq = self._seg.published()
         if start == "tail":
             return tail, seq
+        committed = self._seg.commit_pos()     # as last computed: a lower one only re-delivers
+        if start == "committed":
+            return (committed, 0) if committed < tail else (tail, seq)
         best = None
         for i in range(self._max_readers):
             s = self._seg.slot(i)
             if s["state"] == _logbuf.SLOT_ACTIVE and (best is None or s["ack_pos"] < best[0]):
                 best = (s["ack_pos"], s["ack_seq"])
         if best is None:
-            return tail, seq
-        return best[0], 0          # seq 0: the reader takes the seq of the first frame it finds
+            return (committed, 0) if committed < tail else (tail, seq)
+        return best[0], 0
 
     def readers(self) -> list[ReaderInfo]:
         """Every reader slot in use: position, lag and whether it is in sync."""
@@ -763,7 +771,7 @@ class LogReader:
         if rc != _logbuf.OK:
             self._raise(rc)
 
-    def rejoin(self, start: str = "tail") -> None:
+    def rejoin(self, start: str = "committed") -> None:
         """After ``ReaderLagged``: join again under the same name (``start`` as in ``reader``)."""
         self._buffer._check_open()
         core = self._core
