@@ -258,8 +258,9 @@ static inline void hr_writer_refresh(hr_log_t *L, hr_writer_t *w) {
     }
     w->gate = gate;
     w->in_sync = n;
-    /* Joining readers start at or above this; it only grows. */
-    hr_max64(L->free_pos, gate);
+    /* Joining readers start at or above this; it only grows. While too few readers are in
+     * sync the writer writes nothing, so the bytes above the old value stay intact. */
+    if (n >= L->hdr->min_in_sync) hr_max64(L->free_pos, gate);
 }
 
 /* Take the writer role with epoch (> the current one); recover the last complete publish. */

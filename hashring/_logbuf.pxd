@@ -134,6 +134,8 @@ cdef class Segment:
     cdef readonly uint64_t size
     cdef int attach_index
     cdef uint64_t pid
+    cdef int closing             # set by close(): waits return at once
+    cdef int waiters             # threads inside a wait on this mapping
 
 
 cdef class Writer:
@@ -167,6 +169,7 @@ cdef class Reader:
     cdef object __weakref__
 
     cdef int _wait_data(self, hr_entry_t* e, double timeout) except -1
+    cdef int _wait_loop(self, hr_entry_t* e, uint64_t deadline) except -1
     cdef _finish(self, int rc, bint got_some, uint64_t pos0, uint64_t seq0, uint64_t delivered0,
                  result, empty)
     cdef void _deliver(self, hr_entry_t* e) noexcept

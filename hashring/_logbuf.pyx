@@ -214,23 +214,35 @@ cdef class Segment:
         return bool(hr_slot_evict(&self.log, i, w))
 
     def wait_committed(self, uint64_t seq, double timeout, police):
-        """Wait (GIL released) until the commit seq reaches seq; False on timeout."""
+        """Wait (GIL released) until the commit seq reaches seq; False on timeout, None if
+        the segment was closed meanwhile."""
         cdef uint64_t deadline = deadline_after(timeout), round = 0, next_police = 0, t
         cdef uint32_t n
-        while True:
-            if hr_commit_update(&self.log, &n) >= seq:
-                return True
-            t = now_ns()
-            if t >= deadline:
-                return False
-            if t >= next_police:
-                police()
-                next_police = t + POLICE_INTERVAL_NS
-            with nogil:
-                backoff(round)
-            round += 1
+        self.waiters += 1
+        try:
+            while True:
+                if self.closing:
+                    return None
+                if hr_commit_update(&self.log, &n) >= seq:
+                    return True
+                t = now_ns()
+                if t >= deadline:
+                    return False
+                if t >= next_police:
+                    police()
+                    next_police = t + POLICE_INTERVAL_NS
+                with nogil:
+                    backoff(round)
+                round += 1
+        finally:
+            self.waiters -= 1
 
     def close(self):
+        """Unmap-safe close: waits (GIL released) until threads waiting on it have left."""
+        self.closing = 1
+        while self.waiters > 0:
+            with nogil:
+                backoff(96)
         self.unregister()
         try:
             self.view.release()
@@ -266,7 +278,9 @@ cdef class Writer:
         self.seg = seg
         self.police = police
         self.fail = fail
-        self.max_payload = seg.log.capacity - HR_FRAME_HEADER
+        # A frame of at most half the ring always fits once the readers catch up, whatever
+        # padding the wrap needs; lengths are 32-bit in the frame header.
+        self.max_payload = min(seg.log.capacity // 2, 0xFFFFFFE0ULL) - HR_FRAME_HEADER
         rc = hr_writer_attach(&seg.log, &self.w, epoch, seg.pid, start)
         if rc != HR_OK:
             raise ValueError(f"epoch {epoch} is not above the segment's epoch")
@@ -338,20 +352,26 @@ cdef class Writer:
         cdef int rc = hr_writer_publish(&self.seg.log, &self.w)
         if rc != HR_OK:
             return rc
-        while True:
-            rc = hr_writer_put(&self.seg.log, &self.w, p, n)
-            if rc != HR_FULL:
-                return rc
-            t = now_ns()
-            if t >= next_police:
-                self.police()           # may evict dead or lagging readers
-                next_police = t + POLICE_INTERVAL_NS
-                continue
-            if t >= deadline:
-                return HR_FULL
-            with nogil:
-                backoff(round)
-            round += 1
+        self.seg.waiters += 1
+        try:
+            while True:
+                if self.seg.closing:
+                    return HR_CLOSED
+                rc = hr_writer_put(&self.seg.log, &self.w, p, n)
+                if rc != HR_FULL:
+                    return rc
+                t = now_ns()
+                if t >= next_police:
+                    self.police()           # may evict dead or lagging readers
+                    next_police = t + POLICE_INTERVAL_NS
+                    continue
+                if t >= deadline:
+                    return HR_FULL
+                with nogil:
+                    backoff(round)
+                round += 1
+        finally:
+            self.seg.waiters -= 1
 
     def append(self, data, timeout=None):
         """Append one entry (bytes-like); returns its seq."""
@@ -436,8 +456,22 @@ cdef class Reader:
     cdef int _wait_data(self, hr_entry_t* e, double timeout) except -1:
         cdef uint64_t deadline = deadline_after(timeout), round = 0, tail
         cdef int rc
+        cdef Segment seg = self.seg
+        seg.waiters += 1
+        try:
+            return self._wait_loop(e, deadline)
+        finally:
+            seg.waiters -= 1
+
+    cdef int _wait_loop(self, hr_entry_t* e, uint64_t deadline) except -1:
+        cdef uint64_t round = 0, tail
+        cdef int rc
+        cdef Segment seg = self.seg
         with nogil:
             while True:
+                if seg.closing:
+                    rc = HR_CLOSED
+                    break
                 tail = hr_load_acq64(self.seg.log.tail)
                 rc = hr_reader_peek(&self.seg.log, self.pos, tail, self.next_seq, e)
                 if rc != HR_EMPTY:
@@ -492,6 +526,8 @@ cdef class Reader:
         return (rc, result if rc == HR_OK else empty)
 
     cdef void _deliver(self, hr_entry_t* e) noexcept:
+        if self.next_seq == 0:          # joined without knowing the seq: nothing before this
+            self.acked = e.seq - 1
         self.ends_p[e.seq & self.ends_mask] = e.end
         self.pos = e.end
         self.next_seq = e.seq + 1
@@ -501,14 +537,10 @@ cdef class Reader:
         """Zero-copy: (status, seqs, starts, lengths) with payload offsets into the data region."""
         cdef hr_entry_t e
         cdef int rc
-        cdef Py_ssize_t k = 0
+        cdef Py_ssize_t k = 0, room
         cdef uint64_t tail, pos0 = self.pos, seq0 = self.next_seq, delivered0 = self.delivered
-        seqs = np.empty(max_entries, dtype=np.uint64)
-        starts = np.empty(max_entries, dtype=np.int64)
-        lengths = np.empty(max_entries, dtype=np.int64)
-        cdef uint64_t[::1] sv = seqs
-        cdef int64_t[::1] stv = starts
-        cdef int64_t[::1] lv = lengths
+        cdef uint64_t[::1] sv
+        cdef int64_t[::1] stv, lv
         if self.busy:
             return (-1, None, None, None)
         rc = hr_reader_status(&self.seg.log, self.slot, self.seg.pid)
@@ -517,19 +549,27 @@ cdef class Reader:
         self.busy = True
         try:
             rc = self._wait_data(&e, timeout)
+            # Size the arrays by what is published (an entry takes 32 bytes at least).
+            tail = hr_load_acq64(self.seg.log.tail)
+            room = <Py_ssize_t>min(<uint64_t>max_entries, (tail - self.pos) // HR_FRAME_ALIGN + 1)
+            seqs = np.empty(room, dtype=np.uint64)
+            starts = np.empty(room, dtype=np.int64)
+            lengths = np.empty(room, dtype=np.int64)
+            sv, stv, lv = seqs, starts, lengths
             with nogil:
                 while rc == HR_OK:
                     sv[k] = e.seq
                     stv[k] = e.payload - self.seg.log.data
                     lv[k] = e.len
                     k += 1
+                    if self.next_seq == 0:
+                        self.acked = e.seq - 1
                     self.ends_p[e.seq & self.ends_mask] = e.end
                     self.pos = e.end
                     self.next_seq = e.seq + 1
                     self.delivered = e.seq
-                    if k >= max_entries:
+                    if k >= room:
                         break
-                    tail = hr_load_acq64(self.seg.log.tail)
                     rc = hr_reader_peek(&self.seg.log, self.pos, tail, self.next_seq, &e)
             rc, arrays = self._finish(rc, k > 0, pos0, seq0, delivered0,
                                       (seqs[:k], starts[:k], lengths[:k]), (None, None, None))

@@ -285,6 +285,7 @@ class _Policy:
         self.max_lag_bytes = settings["max_lag_bytes"]
         self.max_lag_ns = settings["max_lag_ns"]
         self.claiming = {}                # slot -> (pid, ns first seen claiming)
+        self.watch = {}                   # slot -> (state word, tail seen, ns behind since)
         self.writer_epoch = 0
 
     def police(self):
@@ -321,12 +322,23 @@ class _Policy:
                 continue
             behind = tail - s["ack_pos"]
             if not behind:
+                self.watch.pop(i, None)
                 continue
-            # Lagging: too many unacknowledged bytes, or not caught up (acknowledged all it
-            # had read up to the tail) for max_lag_seconds.
+            # Lagging: too many unacknowledged bytes, or behind for max_lag_seconds. Behind
+            # since: when first seen behind here, restarted whenever it has caught up with
+            # the tail seen at the previous look, or (the reader's own stamp) acknowledged
+            # everything it had read up to the tail.
+            seen = self.watch.get(i)
+            if seen is None or seen[0] != s["word"] or s["ack_pos"] >= seen[1]:
+                since = now
+            else:
+                since = seen[2]
+            self.watch[i] = (s["word"], tail, since)
+            since = max(since, s["caught_up_ns"])
             if (self.max_lag_bytes and behind > self.max_lag_bytes) or (
-                    self.max_lag_ns and now - s["caught_up_ns"] > self.max_lag_ns):
+                    self.max_lag_ns and now - since > self.max_lag_ns):
                 seg.evict_slot(i, s["word"])
+                self.watch.pop(i, None)
 
     def fail(self, rc, index, last_seq, item):
         """Raise the exception for a failed append (index: the failing item of a batch)."""
@@ -335,8 +347,10 @@ class _Policy:
         if rc == -4:
             raise TypeError(f"{what} must be bytes-like, not {type(item).__name__}")
         if rc == -3:
-            raise ValueError(f"{what} is too large: an entry holds at most {self.capacity - 32} bytes "
-                             f"in a buffer of capacity {self.capacity}")
+            size = memoryview(item).nbytes
+            raise ValueError(f"{what} is {size} bytes, too large: an entry holds at most "
+                             f"{min(self.capacity // 2, 0xFFFFFFE0) - 32} bytes in a buffer of "
+                             f"capacity {self.capacity} (half the ring, less its 32-byte header)")
         if rc == _logbuf.CLOSED:
             raise BufferClosed("the log buffer is closed")
         if rc == _logbuf.FULL:
@@ -385,7 +399,7 @@ class LogBuffer:
                     or not (0 < max_lag_seconds < 1e9):
                 raise ValueError(f"max_lag_seconds must be a positive number of seconds or None, "
                                  f"not {max_lag_seconds!r}")
-            lag_ns = int(max_lag_seconds * 1e9)
+            lag_ns = max(1, int(max_lag_seconds * 1e9))
         pid, start = _self()
         size = _logbuf.segment_size(capacity, max_readers)
         path = lock_fd = None
@@ -523,6 +537,7 @@ class LogBuffer:
     @property
     def epoch(self) -> int:
         """The buffer's current writer epoch."""
+        self._check_open()
         return self._seg.writer_info()[0]
 
     @property
@@ -572,7 +587,10 @@ class LogBuffer:
         seq = _int_in("seq", seq, 0, 2**64 - 1)
         if seq > self.last_seq:
             raise ValueError(f"seq {seq} has not been appended (last seq is {self.last_seq})")
-        return self._seg.wait_committed(seq, _positive_timeout(timeout), self._policy.police)
+        done = self._seg.wait_committed(seq, _positive_timeout(timeout), self._policy.police)
+        if done is None:
+            raise BufferClosed("the log buffer was closed while waiting for a commit")
+        return done
 
     # --- readers ------------------------------------------------------------------
     def reader(self, name: str, start: str = "committed") -> LogReader:
@@ -642,7 +660,9 @@ class LogBuffer:
         tail, seq = self._seg.published()
         if start == "tail":
             return tail, seq
-        committed = self._seg.commit_pos()     # as last computed: a lower one only re-delivers
+        # As last computed (a lower one only re-delivers), and never below what the writer
+        # may already reuse.
+        committed = max(self._seg.commit_pos(), self._seg.free_pos())
         if start == "committed":
             return (committed, 0) if committed < tail else (tail, seq)
         best = None
@@ -716,6 +736,8 @@ class LogReader:
         self._buffer._check_open()
 
     def _raise(self, rc):
+        if self._core.closed or self._buffer._closed:
+            raise BufferClosed(f"reader {self.name!r} was closed")
         if rc == _logbuf.LAGGED:
             raise ReaderLagged(f"reader {self.name!r} lagged behind and was evicted (the writer no longer "
                                "waits for it): resync from a snapshot, then call rejoin()")
@@ -774,6 +796,8 @@ class LogReader:
     def rejoin(self, start: str = "committed") -> None:
         """After ``ReaderLagged``: join again under the same name (``start`` as in ``reader``)."""
         self._buffer._check_open()
+        if start not in ("committed", "earliest", "tail"):
+            raise ValueError(f"start must be 'committed', 'earliest' or 'tail', not {start!r}")
         core = self._core
         new = self._buffer.reader(self.name, start) if core.closed else None
         if new is None:

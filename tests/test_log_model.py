@@ -3,13 +3,16 @@
 The model knows the frame layout (32-byte header + payload rounded up to 32, padding to the
 end of the ring when a frame does not fit before it), so it knows exactly when the writer is
 full: an entry fits iff ``tail + span - gate <= capacity``, where ``span`` includes the padding
-and ``gate`` is the lowest ack position of the in-sync readers (the tail when there are none).
+and ``gate`` is the lowest ack position of the in-sync readers (the published tail when there
+are none). It also follows the writer's cached gate and ``free_pos`` (joins must start at or
+above it) and the commit position beside the commit seq, because joins depend on them.
 
-A few private hooks are used on purpose, each for something the public API cannot do or
-cannot show: ``buf._seg.evict_slot(slot)`` evicts a reader on demand (the public eviction only
-runs on timers); ``buf._seg.published()`` and ``buf._seg.commit_seq()`` read the published
-tail and the stored commit seq *without* recomputing it (the ``commit_seq`` property
-recomputes, which would hide where the library recomputes).
+Private hooks are used on purpose, each for something the public API cannot do or show:
+``buf._seg.evict_slot(slot)`` evicts a reader on demand (the public eviction only runs on the
+writer's limits); ``buf._seg.published()``, ``commit_seq()``, ``commit_pos()`` and
+``free_pos()`` read shared words *without* recomputing them (the ``commit_seq`` property
+recomputes, which would hide where the library recomputes); ``reader._core.slot`` gives the
+slot order the commit's tie-breaking follows.
 """
 
 import re
@@ -27,6 +30,7 @@ from hashring.log import (BufferClosed, BufferFull, LogBuffer, LogBufferError, N
 HEADER = 32
 ALIGN = 32
 NAMES = ["b0", "b1", "b2", "b3", "b4", "b5"]
+STARTS = ["committed", "earliest", "tail"]
 PATTERN = bytes(range(256)) * 40
 
 
@@ -67,6 +71,7 @@ class MReader:
         self.ack_pos = 0           # bytes below this may be reused by the writer
         self.next_seq = 1          # seq of the next entry read returns
         self.floor = 0             # seqs <= floor were never delivered to this reader
+        self.slot = -1
         self.views = []            # (seq, view) from read_batch, delivered and not acked
 
 
@@ -92,6 +97,7 @@ class LogModel(RuleBasedStateMachine):
     @initialize(data=st.data())
     def setup(self, data):
         self.capacity = data.draw(st.sampled_from([4096, 8192]), "capacity")
+        self.max_payload = self.capacity // 2 - HEADER   # a frame takes at most half the ring
         low = max(2, self.QUORUM)
         self.max_readers = data.draw(st.integers(low, max(low, 4)), "max_readers")
         self.min_in_sync = data.draw(st.integers(0, min(2, self.max_readers)), "min_in_sync")
@@ -103,13 +109,20 @@ class LogModel(RuleBasedStateMachine):
                              min_in_sync=self.min_in_sync, max_lag_bytes=self.max_lag_bytes,
                              max_lag_seconds=None)
         self.tail = 0
+        self.pub_tail = 0          # the published tail (a batch publishes when it ends or waits)
         self.last_seq = 0
         self.commit = 0
+        self.commit_pos = 0        # a frame boundary at or before the end of the committed prefix
         self.seen_commit = 0
+        # The writer's cached view: the gate of its last refresh, and free_pos, the highest
+        # gate it ever saw (a joining reader must start at or above it).
+        self.cached_gate = 0
+        self.free_pos = 0
+        self.members_changed = False
         self.entries = deque()
         self.readers = []
         for name in NAMES[:data.draw(st.integers(0, 2), "initial readers")]:
-            self._add(name, "tail")
+            self._add(name, data.draw(st.sampled_from(STARTS), "start"))
 
     def teardown(self):
         if self.buf is not None:
@@ -125,8 +138,7 @@ class LogModel(RuleBasedStateMachine):
         return [r for r in self.readers if r.state != "closed"]
 
     def gate(self):
-        acks = [r.ack_pos for r in self.in_sync()]
-        return min(acks) if acks else self.tail
+        return min([self.pub_tail] + [r.ack_pos for r in self.in_sync()])
 
     def span(self, n):
         need = frame_size(n)
@@ -152,6 +164,7 @@ class LogModel(RuleBasedStateMachine):
     def mark_evicted(self, r):
         r.state = "evicted"
         r.views.clear()                          # the writer may now reuse those bytes
+        self.members_changed = True
 
     def police(self):
         """The writer's policing when it is full: readers further behind than max_lag_bytes
@@ -165,34 +178,64 @@ class LogModel(RuleBasedStateMachine):
                     evicted = True
         return evicted
 
-    def try_put(self, n):
-        """Outcome of one entry of n bytes with timeout=0: "ok", "full" or "few"."""
+    def refresh(self):
+        self.cached_gate = self.gate()
+        if len(self.in_sync()) >= self.min_in_sync:   # with too few, nothing is written
+            self.free_pos = max(self.free_pos, self.cached_gate)
+        self.members_changed = False
+
+    def put_once(self, n):
+        """One hr_writer_put: refresh on a membership change, refuse below min_in_sync,
+        refresh again when the cached gate says full, then full or written."""
+        if self.members_changed:
+            self.refresh()
         if len(self.in_sync()) < self.min_in_sync:
             return "few"
-        if self.fits(n):
-            return "ok"
-        if self.police():                        # it runs once even with timeout=0
-            if len(self.in_sync()) < self.min_in_sync:
-                return "few"
-            if self.fits(n):
-                return "ok"
-        return "full"
+        if self.tail + self.span(n) - self.cached_gate > self.capacity:
+            self.refresh()
+            if not self.fits(n):
+                return "full"
+        return "ok"
 
-    def candidate(self):
-        acks = [r.acked for r in self.in_sync()]
-        if len(acks) < self.min_in_sync:
-            return None
-        if self.QUORUM == 0:
-            return min([self.last_seq] + acks)
-        if len(acks) < self.QUORUM:
-            return None
-        return min(sorted(acks, reverse=True)[self.QUORUM - 1], self.last_seq)
+    def try_put(self, n):
+        """Outcome of appending one entry of n bytes with timeout=0: "ok", "full" or "few".
+        When full, the writer polices once (it does even with timeout=0) and tries again."""
+        outcome = self.put_once(n)
+        if outcome == "full":
+            self.pub_tail = self.tail            # it publishes what it wrote, then waits
+            outcome = self.put_once(n)
+            if outcome == "full":
+                self.police()
+                outcome = self.put_once(n)
+        return outcome
 
     def recompute_commit(self):
-        c = self.candidate()
-        if c is not None and c > self.commit:
+        """hr_commit_update: the commit seq and commit position from the in-sync readers'
+        acks (in slot order, as the C selection sort sees them), both only raised."""
+        rs = sorted(self.in_sync(), key=lambda r: r.slot)
+        if len(rs) < self.min_in_sync:
+            return
+        seq, pos = self.last_seq, self.tail
+        if self.QUORUM == 0:
+            for r in rs:
+                seq, pos = min(seq, r.acked), min(pos, r.ack_pos)
+        else:
+            k = self.QUORUM
+            if len(rs) < k:
+                return
+            acks = [(r.acked, r.ack_pos) for r in rs]
+            for i in range(k):                   # k-th largest ack, ties to the first
+                best = i
+                for j in range(i + 1, len(acks)):
+                    if acks[j][0] > acks[best][0]:
+                        best = j
+                acks[i], acks[best] = acks[best], acks[i]
+            if acks[k - 1][0] < seq:
+                seq, pos = acks[k - 1]
+        self.commit_pos = max(self.commit_pos, pos)
+        if seq > self.commit:
             event("commit advances")
-            self.commit = c
+            self.commit = seq
 
     def entry(self, seq):
         e = self.entries[seq - self.entries[0].seq]
@@ -200,25 +243,44 @@ class LogModel(RuleBasedStateMachine):
         return e
 
     def trim(self):
-        low = self.gate()
+        low = min(self.gate(), self.free_pos, self.commit_pos)
         while self.entries and self.entries[0].end <= low:
             self.entries.popleft()
 
-    def _join_model(self, r, start):
+    def start_position(self, start):
+        """(position, seq before it) a join picks now; seq 0: the seq of the first frame."""
+        if start == "tail":
+            return self.tail, self.last_seq
+        in_sync = self.in_sync()
+        if start == "earliest" and in_sync:
+            return min(x.ack_pos for x in in_sync), 0
+        committed = max(self.commit_pos, self.free_pos)   # never below what the writer may reuse
+        if committed < self.tail:
+            return committed, 0
+        return self.tail, self.last_seq
+
+    def _join_model(self, r, pos, seq_before):
         r.state = "in-sync"
         r.views.clear()
-        in_sync = [x for x in self.in_sync() if x is not r]
-        if start == "tail" or not in_sync:
-            r.acked = r.delivered = r.floor = self.last_seq
-            r.ack_pos = self.tail
-            r.next_seq = self.last_seq + 1
+        r.ack_pos = pos
+        r.acked = r.delivered = seq_before
+        if seq_before or pos == 0:
+            r.next_seq = seq_before + 1
         else:
-            p = min(x.ack_pos for x in in_sync)
-            event("join: earliest behind the tail" if p < self.tail else "join: earliest at the tail")
-            r.acked = r.delivered = 0
-            r.ack_pos = p
-            r.next_seq = next((e.seq for e in self.entries if e.end > p), self.last_seq + 1)
-            r.floor = r.next_seq - 1
+            r.next_seq = next((e.seq for e in self.entries if e.end > pos), self.last_seq + 1)
+        r.floor = r.next_seq - 1
+        r.slot = r.handle._core.slot             # the commit's tie-breaking follows slot order
+        self.members_changed = True
+        event(f"join at {'the tail' if pos == self.tail else 'an earlier position'}")
+
+    def stale_start(self, start):
+        """The join would start below free_pos: the writer may have reused those bytes, and
+        the join gives up (see test_join_after_the_slowest_reader_left)."""
+        pos, _ = self.start_position(start)
+        if pos < self.free_pos:
+            event("join skipped: stale commit position")
+            return True
+        return False
 
     def _join_error(self, name):
         """The error a join of ``name`` must raise now, or None."""
@@ -235,8 +297,11 @@ class LogModel(RuleBasedStateMachine):
                 self.buf.reader(name, start=start)
             assert type(info.value) in (ValueError, LogBufferError)
             return
+        if self.stale_start(start):
+            return
+        pos, seq_before = self.start_position(start)
         r = MReader(name, self.buf.reader(name, start=start))
-        self._join_model(r, start)
+        self._join_model(r, pos, seq_before)
         self.readers.append(r)
 
     def pick(self, i, pool=None):
@@ -246,7 +311,7 @@ class LogModel(RuleBasedStateMachine):
     # ------------------------------------------------------------------ writer rules
     @rule(n=sizes, kind=kinds)
     def append(self, n, kind):
-        n = min(n, self.capacity - HEADER)
+        n = min(n, self.max_payload)
         seq = self.last_seq + 1
         data = as_kind(payload(seq, n), kind)
         outcome = self.try_put(n)
@@ -254,6 +319,7 @@ class LogModel(RuleBasedStateMachine):
         if outcome == "ok":
             assert self.buf.append(data, timeout=0) == seq
             self.write(n)
+            self.pub_tail = self.tail
         elif outcome == "full":
             with pytest.raises(BufferFull):
                 self.buf.append(data, timeout=0)
@@ -264,13 +330,14 @@ class LogModel(RuleBasedStateMachine):
 
     @rule(ns=st.lists(sizes, max_size=8), kind=kinds, oversize=st.integers(0, 30))
     def append_many(self, ns, kind, oversize):
-        ns = [min(n, self.capacity - HEADER) for n in ns]
+        ns = [min(n, self.max_payload) for n in ns]
         first = self.last_seq + 1
         items = [as_kind(payload(first + i, n), kind) for i, n in enumerate(ns)]
         if oversize < len(ns):
             # Every item is checked before any is written: nothing is appended.
-            bad = items[:oversize] + [b"\x02" * (self.capacity - HEADER + 1)] + items[oversize:]
-            with pytest.raises(ValueError, match=rf"items\[{oversize}\] .*at most {self.capacity - HEADER} bytes"):
+            bad = items[:oversize] + [b"\x02" * (self.max_payload + 1)] + items[oversize:]
+            limit = self.max_payload
+            with pytest.raises(ValueError, match=rf"items\[{oversize}\] .*at most {limit} bytes"):
                 self.buf.append_many(bad, timeout=0)
         outcome, done = "ok", len(ns)
         for i, n in enumerate(ns):
@@ -279,6 +346,7 @@ class LogModel(RuleBasedStateMachine):
                 done = i
                 break
             self.write(n)
+        self.pub_tail = self.tail                # published at the end, or when it fails
         if outcome == "ok":
             assert self.buf.append_many(items, timeout=0) == self.last_seq
             return
@@ -293,12 +361,12 @@ class LogModel(RuleBasedStateMachine):
 
     @rule(extra=st.integers(1, 100), kind=kinds)
     def append_oversize(self, extra, kind):
-        n = self.capacity - HEADER + extra
-        with pytest.raises(ValueError, match=f"at most {self.capacity - HEADER} bytes"):
+        n = self.max_payload + extra
+        with pytest.raises(ValueError, match=f"at most {self.max_payload} bytes"):
             self.buf.append(as_kind(b"\x01" * n, kind), timeout=0)
 
     # ------------------------------------------------------------------ reader rules
-    @rule(name=st.sampled_from(NAMES), start=st.sampled_from(["tail", "earliest"]))
+    @rule(name=st.sampled_from(NAMES), start=st.sampled_from(STARTS))
     def add_reader(self, name, start):
         self._add(name, start)
 
@@ -371,8 +439,13 @@ class LogModel(RuleBasedStateMachine):
     def ack(self, i, data):
         r = self.pick(i)
         h = r.handle
-        valid = [r.acked] + list(range(max(r.acked, r.floor) + 1, r.delivered + 1))
-        invalid = [r.delivered + 1, r.delivered + 1 + data.draw(st.integers(0, 10**6)), r.acked - 1, -1]
+        # Seqs in (acked, floor] were never delivered (a reader that started after them): not
+        # drawn here, see test_ack_of_a_seq_never_delivered_to_a_late_reader.
+        # The handle's own last ack: a late joiner counts nothing before its first delivered
+        # entry as its own (see readers_match).
+        acked = max(r.acked, r.floor) if r.delivered > r.floor else r.acked
+        valid = [acked] + list(range(acked + 1, r.delivered + 1))
+        invalid = [r.delivered + 1, r.delivered + 1 + data.draw(st.integers(0, 10**6)), acked - 1, -1]
         if data.draw(st.booleans(), "valid"):
             seq = data.draw(st.sampled_from(valid), "seq")
         else:
@@ -385,7 +458,7 @@ class LogModel(RuleBasedStateMachine):
             with pytest.raises(ValueError, match=r"ack\(-?\d+\)"):
                 h.ack(seq)
             return
-        if seq == r.acked:
+        if seq == acked:
             h.ack(seq)                           # a no-op, even for an evicted reader
             return
         if r.state == "evicted":
@@ -411,6 +484,8 @@ class LogModel(RuleBasedStateMachine):
     def close_reader(self, i):
         r = self.pick(i)
         r.handle.close()
+        if r.state != "closed":
+            self.members_changed = True
         r.state = "closed"
         r.views.clear()
 
@@ -419,23 +494,32 @@ class LogModel(RuleBasedStateMachine):
     def evict_reader(self, i):
         # Private hook: the public eviction only happens on the writer's timers/limits.
         r = self.pick(i, self.open_readers())
-        assert self.buf._seg.evict_slot(r.handle._core.slot) == (r.state == "in-sync")
-        self.mark_evicted(r)
+        if self.buf._seg.evict_slot(r.handle._core.slot):
+            assert r.state == "in-sync"
+            self.mark_evicted(r)
+        else:
+            assert r.state == "evicted"
 
     @precondition(lambda self: any(r.state != "in-sync" for r in self.readers))
-    @rule(i=st.integers(0, 63), start=st.sampled_from(["tail", "earliest"]))
+    @rule(i=st.integers(0, 63), start=st.sampled_from(STARTS))
     def rejoin(self, i, start):
         r = self.pick(i, [x for x in self.readers if x.state != "in-sync"])
         if r.state == "evicted":
+            if self.stale_start(start):
+                return
             r.state = "closed"                   # rejoin releases the old slot first
+            self.members_changed = True
         else:
             err = self._join_error(r.name)
             if err is not None:
                 with pytest.raises(err[0], match=err[1]):
                     r.handle.rejoin(start)
                 return
+            if self.stale_start(start):
+                return
+        pos, seq_before = self.start_position(start)
         r.handle.rejoin(start)
-        self._join_model(r, start)
+        self._join_model(r, pos, seq_before)
 
     # ------------------------------------------------------------------ commit rules
     @rule()
@@ -468,6 +552,8 @@ class LogModel(RuleBasedStateMachine):
             return
         stored = self.buf._seg.commit_seq()      # without recomputing
         assert stored == self.commit
+        assert self.buf._seg.commit_pos() == self.commit_pos
+        assert self.buf._seg.free_pos() == self.free_pos
         assert stored >= self.seen_commit        # never goes backwards
         assert stored <= self.last_seq
         self.seen_commit = stored
@@ -484,7 +570,10 @@ class LogModel(RuleBasedStateMachine):
             assert ri.acked_seq == r.acked
             assert ri.lag_entries == max(0, self.last_seq - r.acked)
             assert ri.lag_bytes == max(0, self.tail - r.ack_pos)
-            assert (r.handle.acked, r.handle.delivered) == (r.acked, r.delivered)
+            # A reader that joined without knowing the seq counts nothing before its first
+            # delivered entry as its own to acknowledge (the slot's ack_seq is unchanged).
+            handle_acked = max(r.acked, r.floor) if r.delivered > r.floor else r.acked
+            assert (r.handle.acked, r.handle.delivered) == (handle_acked, r.delivered)
 
     @invariant()
     def unacked_views_intact(self):
@@ -518,8 +607,10 @@ TestCommitQuorum1 = CommitQuorum1.TestCase
 TestCommitQuorum1.settings = settings(SETTINGS, max_examples=80)
 
 
-# ---------------------------------------------------------------------- minimal reproducers
+# ---------------------------------------------------------------------- hand-written cases
 
+# Regressions: before 5e8cfc8 a fresh buffer, and a writer that had already seen the in-sync
+# set shrink, accepted appends below min_in_sync.
 def test_fresh_buffer_refuses_appends_below_min_in_sync():
     buf = LogBuffer(4096, min_in_sync=1)
     try:
@@ -545,19 +636,47 @@ def test_append_after_reader_leaves_refused_below_min_in_sync(kind):
         buf.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a reader joining at 'tail' gets ack_seq = the last seq "
-                   "(hr_slot_activate stores seq_before as ack_seq), so it counts as having "
-                   "acknowledged entries it never received and the commit jumps over them")
-def test_joining_at_tail_is_not_an_acknowledgement():
+def test_joining_reader_takes_part_in_committing_what_is_not_committed():
+    """The default start ("committed") delivers every uncommitted entry and counts for it;
+    start="tail" is documented to count earlier entries as acknowledged."""
     buf = LogBuffer(4096, commit=1, min_in_sync=1)
     try:
         a = buf.reader("a")
         for i in range(5):
             buf.append(b"%d" % i)
-        buf.reader("late")                        # received nothing, acknowledged nothing
-        assert a.acked == 0
-        assert buf.commit_seq == 0
+        late = buf.reader("late")
+        assert late.acked == 0
+        assert buf.commit_seq == 0                       # nobody acknowledged anything
         assert not buf.wait_committed(5, timeout=0)
+        assert [s for s, _ in late.read(10, timeout=0)] == [1, 2, 3, 4, 5]
+        late.ack(3)
+        assert buf.commit_seq == 3
+        t = buf.reader("tail", start="tail")              # counts as having acknowledged 1..5
+        assert t.acked == 5
+        assert buf.commit_seq == 5
+        assert a.acked == 0
+    finally:
+        buf.close()
+
+
+@pytest.mark.parametrize("min_in_sync", [0, 1])
+def test_join_after_the_slowest_reader_left(min_in_sync):
+    buf = LogBuffer(4096, min_in_sync=min_in_sync, max_lag_seconds=None)
+    try:
+        slow = buf.reader("slow", start="tail")
+        keep = buf.reader("fast", start="tail") if min_in_sync == 0 else None
+        for i in range(10):
+            buf.append(b"x%d" % i)
+        if keep is not None:
+            keep.ack(keep.read(100, timeout=0)[-1][0])
+        slow.close()
+        try:
+            buf.append(b"y")                             # the writer refreshes: free_pos moves on
+        except NotEnoughInSync:
+            assert min_in_sync == 1
+        for start in ("committed", "earliest"):
+            r = buf.reader("new-" + start, start=start)
+            assert r.read(100, timeout=0)[-1][0] == buf.last_seq
     finally:
         buf.close()
 
