@@ -293,10 +293,6 @@ cdef class Writer:
     def seq(self):
         return self.w.seq
 
-    def refresh(self):
-        hr_writer_refresh(&self.seg.log, &self.w)
-        return (self.w.gate, self.w.in_sync)
-
     cdef int _enter(self) except -1:
         """Take the writer for this thread (appends from several threads are serialised)."""
         if self.closed:
@@ -591,14 +587,6 @@ cdef class Reader:
         self.acked = seq
         hr_commit_update(&self.seg.log, NULL)
         return HR_OK
-
-    def rewind(self, uint64_t pos, uint64_t seq_before):
-        """Restart reading at pos (used when re-joining)."""
-        self.pos = pos
-        self.drained_pos = pos
-        self.next_seq = seq_before + 1 if seq_before or pos == 0 else 0
-        self.acked = seq_before
-        self.delivered = seq_before
 
     def close(self):
         if not self.closed:

@@ -538,27 +538,11 @@ cdef class RingTable:
         b = key_bytes(key, self.bytes_repr)
         return key_query(PyBytes_AS_STRING(<PyObject*>b), PyBytes_GET_SIZE(<PyObject*>b), self.algo)
 
-    def query(self, key):
-        """The 64-bit search value of one key (the key hash, or its compat form)."""
-        return self._query(key)
-
     def get_node(self, key):
         """Name of the node that owns key."""
         self._check()
         cdef uint64_t q = self._query(key)
         return self.names[self.own[ring_pos(self.pts, self.bkt, self.shift, q)]]
-
-    def get_index(self, key):
-        """Index (into names) of the node that owns key."""
-        self._check()
-        cdef uint64_t q = self._query(key)
-        return self.own[ring_pos(self.pts, self.bkt, self.shift, q)]
-
-    def position(self, key):
-        """Index of the point that owns key, in 0..n_points-1."""
-        self._check()
-        cdef Py_ssize_t pos = ring_pos(self.pts, self.bkt, self.shift, self._query(key))
-        return 0 if pos == self.n_points else pos
 
     cdef Py_ssize_t _walk(self, uint64_t q, Py_ssize_t n, int32_t* out, uint8_t* seen) noexcept nogil:
         """The first n distinct owners from q's point on; returns how many were found."""
@@ -657,17 +641,6 @@ cdef class RingTable:
                     raise ValueError(f"n={n} exceeds the {short} nodes that own points on the ring")
         finally:
             free(seen)
-
-    def lookup_positions(self, const uint64_t[::1] queries, int64_t[::1] out):
-        """Point index owning each raw query value (for tests and shares)."""
-        cdef Py_ssize_t i, p
-        self._check()
-        if out.shape[0] != queries.shape[0]:
-            raise ValueError("lookup_positions: out has the wrong length")
-        with nogil:
-            for i in range(queries.shape[0]):
-                p = ring_pos(self.pts, self.bkt, self.shift, queries[i])
-                out[i] = 0 if p == self.n_points else p
 
 
 def key_query_value(bytes data, int algo):
