@@ -251,7 +251,7 @@ cdef class Segment:
         self.view = None
 
 
-cdef double timeout_seconds(timeout) except -2.0:
+cpdef double timeout_seconds(timeout) except -2.0:
     """None -> -1 (no limit); otherwise a finite number of seconds >= 0."""
     cdef double t
     if timeout is None:

@@ -14,7 +14,6 @@ killed is removed by the next process that creates or attaches to a log buffer.
 from __future__ import annotations
 
 import fcntl
-import math
 import mmap
 import numbers
 import operator
@@ -25,7 +24,6 @@ import time
 import weakref
 from dataclasses import dataclass
 
-import numpy as np
 
 from . import _logbuf
 from ._logbuf import monotonic_ns
@@ -259,15 +257,7 @@ class EntryBatch:
         return int(self.seqs[-1]) if len(self.seqs) else 0
 
 
-def _positive_timeout(timeout, what="timeout") -> float:
-    if timeout is None:
-        return -1.0
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        raise TypeError(f"{what} must be a number of seconds or None, not {type(timeout).__name__}")
-    timeout = float(timeout)
-    if math.isnan(timeout) or timeout < 0:
-        raise ValueError(f"{what} must be >= 0 or None, not {timeout!r}")
-    return min(timeout, 1e9)
+_positive_timeout = _logbuf.timeout_seconds    # the compiled writer validates timeouts the same way
 
 
 class _Policy:

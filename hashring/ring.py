@@ -33,11 +33,10 @@ import numpy as np
 
 from . import _ring
 from ._ring import EmptyRingError, RingTable
-from .keys import key_batches
+from .keys import _HASH_IDS, key_batches
 
 __all__ = ["HashRing", "RingSnapshot", "EmptyRingError", "DEFAULT_VNODES", "MAX_POINTS"]
 
-_HASH_IDS = {"xxh3": _ring.ALGO_XXH3, "md5": _ring.ALGO_MD5, "murmur3": _ring.ALGO_MURMUR3}
 _COMPAT_IDS = {"ketama": _ring.ALGO_KETAMA, "uhashring": _ring.ALGO_UHASHRING}
 
 #: Default points per node (native) or md5 groups of 4 points per node (compat modes).
