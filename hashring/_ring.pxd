@@ -25,7 +25,8 @@ cdef class RingTable:
     cdef readonly Py_ssize_t n_points
     cdef readonly int algo
     cdef readonly int bits
-    cdef object _points             # uint64[P + 1], sentinel UINT64_MAX
+    cdef object memory              # TableMemory behind the three arrays
+    cdef object _points             # uint64[P + POINT_PAD], sentinels UINT64_MAX
     cdef object _owners             # int32[P + 1], sentinel = owner of point 0
     cdef object _buckets            # uint32[2**bits + 1]
     cdef const uint64_t* pts
@@ -33,7 +34,13 @@ cdef class RingTable:
     cdef const uint32_t* bkt
     cdef int shift
     cdef bint bytes_repr
+    cdef bint cached                # small enough to search without prefetching
 
     cdef int _check(self) except -1
     cdef uint64_t _query(self, key) except? 0
-    cdef Py_ssize_t _walk(self, uint64_t q, Py_ssize_t n, int32_t* out, uint8_t* seen) noexcept nogil
+    cdef object _node(self, key)
+    cdef list _nodes(self, key, Py_ssize_t n)
+
+
+cdef class RingLookups:
+    cdef public RingTable _table

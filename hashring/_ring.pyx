@@ -16,7 +16,7 @@ which keeps the prefix index useful and turns uhashring's "first point > h" into
 cimport cython
 from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
 from hashring._hashes cimport hr_md5, hr_md5_32, hr_md5_64, hr_murmur3_64, hr_xxh3_64
@@ -375,26 +375,33 @@ cdef inline size_t write_label(char* buf, Py_ssize_t nlen, uint64_t j) noexcept 
     return <size_t>(nlen + 1 + d)
 
 
-cdef char* label_buffer(bytes name) except NULL:
-    cdef Py_ssize_t nlen = len(name)
-    cdef char* buf = <char*>malloc(nlen + 24)
+def vnode_points(names, counts, int algo):
+    """Native points of many nodes, node after node: H(name + b"-" + str(j)), j < count.
+
+    names: a list of UTF-8 names (bytes); counts: an int64 array of points per node.
+    """
+    cdef const int64_t[::1] cnt = counts
+    cdef Py_ssize_t i, j, k = 0, total = 0, nlen, longest = 0
+    for i in range(len(names)):
+        total += cnt[i]
+        longest = max(longest, len(names[i]))
+    out = np.empty(total, dtype=np.uint64)
+    cdef uint64_t[::1] o = out
+    cdef char* buf = <char*>malloc(longest + 24)
     if buf == NULL:
         raise MemoryError()
-    memcpy(buf, <const char*>name, nlen)
-    buf[nlen] = b'-'
-    return buf
-
-
-def vnode_points(bytes name, Py_ssize_t count, int algo):
-    """Native points of one node: H(name + b"-" + str(j)) for j in range(count)."""
-    cdef Py_ssize_t j, nlen = len(name)
-    out = np.empty(count, dtype=np.uint64)
-    cdef uint64_t[::1] o = out
-    cdef char* buf = label_buffer(name)
-    with nogil:
-        for j in range(count):
-            o[j] = key_query(buf, write_label(buf, nlen, <uint64_t>j), algo)
-    free(buf)
+    try:
+        for i in range(len(names)):
+            name = names[i]
+            nlen = len(name)
+            memcpy(buf, <const char*>(<bytes>name), nlen)
+            buf[nlen] = b'-'
+            with nogil:
+                for j in range(cnt[i]):
+                    o[k] = key_query(buf, write_label(buf, nlen, <uint64_t>j), algo)
+                    k += 1
+    finally:
+        free(buf)
     return out
 
 
@@ -404,7 +411,11 @@ def ketama_points(bytes name, Py_ssize_t groups):
     cdef unsigned char dg[16]
     out = np.empty(4 * groups, dtype=np.uint64)
     cdef uint64_t[::1] o = out
-    cdef char* buf = label_buffer(name)
+    cdef char* buf = <char*>malloc(nlen + 24)
+    if buf == NULL:
+        raise MemoryError()
+    memcpy(buf, <const char*>name, nlen)
+    buf[nlen] = b'-'
     with nogil:
         for j in range(groups):
             hr_md5(buf, write_label(buf, nlen, <uint64_t>j), dg)
@@ -415,44 +426,188 @@ def ketama_points(bytes name, Py_ssize_t groups):
     return out
 
 
-cdef inline Py_ssize_t ring_pos(const uint64_t* pts, const uint32_t* bkt, int shift,
-                                uint64_t q) noexcept nogil:
-    """Index of the first point >= q (P, the sentinel, when q is past the last point).
+# --- the table's memory ---------------------------------------------------------
 
-    The prefix bucket starts at most a few points before the answer; the fixed probes
-    compile to compare-and-add with no branch, the loop after them is rarely entered.
+cdef extern from "sys/mman.h" nogil:
+    void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset)
+    int munmap(void* addr, size_t length)
+    int madvise(void* addr, size_t length, int advice)
+    int PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MADV_HUGEPAGE
+    void* MAP_FAILED
+
+cdef extern from "Python.h":
+    int PyBuffer_FillInfo(Py_buffer* view, object exporter, void* buf, Py_ssize_t len,
+                          int readonly, int flags) except -1
+    int PyBUF_WRITABLE
+
+cdef extern from *:
+    void __builtin_prefetch(const void* p) nogil
+
+cdef enum:
+    HUGE_PAGE = 2 * 1024 * 1024
+    POINT_PAD = 4       # sentinel points after the last: the four-wide probe never reads past them
+    PREFETCH_BLOCK = 64 # keys whose table reads are in flight together
+    CACHED_TABLE_BYTES = 512 * 1024   # half this machine's L2: below it prefetching only costs
+
+
+@cython.auto_pickle(False)
+cdef class TableMemory:
+    """One allocation holding a table's arrays, exported to numpy as a read-only buffer.
+
+    Large tables sit in their own 2 MiB-aligned mapping advised for huge pages: a batch
+    lookup touches random points, and with 4 KiB pages every one of them is a TLB miss.
     """
-    cdef Py_ssize_t lo = bkt[q >> shift]
-    lo += pts[lo] < q
-    lo += pts[lo] < q
-    lo += pts[lo] < q
-    lo += pts[lo] < q
-    while pts[lo] < q:
-        lo += 1
+    cdef char* data
+    cdef char* mapping
+    cdef size_t mapped
+    cdef Py_ssize_t size
+
+    def __cinit__(self, Py_ssize_t size):
+        cdef size_t want, lead
+        cdef char* p
+        self.size = size
+        if size < HUGE_PAGE:
+            self.data = <char*>malloc(size if size > 0 else 1)
+            if self.data == NULL:
+                raise MemoryError()
+            return
+        want = <size_t>size + HUGE_PAGE
+        p = <char*>mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if <void*>p == MAP_FAILED:
+            raise MemoryError()
+        lead = (HUGE_PAGE - (<size_t>p) % HUGE_PAGE) % HUGE_PAGE
+        self.mapping = p
+        self.mapped = want
+        self.data = p + lead
+        madvise(self.data, (<size_t>size + 4095) & ~(<size_t>4095), MADV_HUGEPAGE)
+
+    def __dealloc__(self):
+        if self.mapping != NULL:
+            munmap(self.mapping, self.mapped)
+        else:
+            free(self.data)
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("ring tables are read-only")
+        PyBuffer_FillInfo(view, self, self.data, self.size, 1, flags)
+
+    def __releasebuffer__(self, Py_buffer* view):
+        pass
+
+
+# --- lookup kernels -------------------------------------------------------------
+
+cdef inline Py_ssize_t finish_pos(const uint64_t* pts, Py_ssize_t lo, uint64_t q) noexcept nogil:
+    """From a bucket's first point lo, the index of the first point >= q.
+
+    The four compares are independent (no load waits on another) and sum to the step,
+    since the points are sorted; a bucket holding more than four is rare.
+    """
+    cdef const uint64_t* p = pts + lo
+    cdef Py_ssize_t c = (p[0] < q) + (p[1] < q) + (p[2] < q) + (p[3] < q)
+    lo += c
+    if c == 4:
+        while pts[lo] < q:
+            lo += 1
     return lo
 
 
-cdef extern from "Python.h":
-    object PyBytes_FromStringAndSize(const char*, Py_ssize_t)
+cdef inline Py_ssize_t ring_pos(const uint64_t* pts, const uint32_t* bkt, int shift,
+                                uint64_t q) noexcept nogil:
+    """Index of the first point >= q (P, the sentinel, when q is past the last point)."""
+    return finish_pos(pts, bkt[q >> shift], q)
 
 
-def _frozen_array(Py_ssize_t nbytes, dtype):
-    """A read-only array over a new bytes object (its flag can never be set writable)."""
-    return np.frombuffer(PyBytes_FromStringAndSize(NULL, nbytes), dtype=dtype)
+cdef void lookup_many(const uint64_t* pts, const int32_t* own, const uint32_t* bkt, int shift,
+                      const uint64_t* q, int32_t* out, Py_ssize_t n, bint cached) noexcept nogil:
+    """out[i] = owner of q[i].
+
+    A table that fits in the core's cache (cached) is searched key by key. For a larger
+    one each block of keys walks bucket, points and owner in three passes with the next
+    level's lines prefetched, so the cache misses of 64 keys overlap instead of queueing
+    behind each other.
+    """
+    cdef uint32_t lo[PREFETCH_BLOCK]
+    cdef uint32_t pos[PREFETCH_BLOCK]
+    cdef Py_ssize_t s, i, m
+    if cached:
+        for i in range(n):
+            out[i] = own[finish_pos(pts, bkt[q[i] >> shift], q[i])]
+        return
+    s = 0
+    while s < n:
+        m = min(<Py_ssize_t>PREFETCH_BLOCK, n - s)
+        for i in range(m):
+            __builtin_prefetch(&bkt[q[s + i] >> shift])
+        for i in range(m):
+            lo[i] = bkt[q[s + i] >> shift]
+            __builtin_prefetch(&pts[lo[i]])
+        for i in range(m):
+            pos[i] = <uint32_t>finish_pos(pts, lo[i], q[s + i])
+            __builtin_prefetch(&own[pos[i]])
+        for i in range(m):
+            out[s + i] = own[pos[i]]
+        s += m
 
 
-cdef inline void* _array_data(arr):
-    # The bytes object behind a frozen array is ours alone until the table is built.
-    return <void*>PyBytes_AS_STRING(<PyObject*>arr.base)
+cdef inline Py_ssize_t walk_distinct(const uint64_t* pts, const int32_t* own, const uint32_t* bkt,
+                                     int shift, Py_ssize_t P, uint64_t q, Py_ssize_t n,
+                                     int32_t* out, uint8_t* seen) noexcept nogil:
+    """The first n distinct owners from q's point on, into out; returns how many exist.
 
+    seen (one flag per node, all clear) is needed only for n > 16; below that a scan of
+    the few owners found so far is cheaper than touching a flag array.
+    """
+    cdef Py_ssize_t i = ring_pos(pts, bkt, shift, q)
+    cdef Py_ssize_t steps, found = 0, k
+    cdef int32_t o
+    cdef bint dup
+    if i == P:
+        i = 0
+    for steps in range(P):
+        o = own[i]
+        if seen == NULL:
+            dup = False
+            for k in range(found):
+                if out[k] == o:
+                    dup = True
+                    break
+        else:
+            dup = seen[o]
+            seen[o] = 1
+        if not dup:
+            out[found] = o
+            found += 1
+            if found == n:
+                break
+        i += 1
+        if i == P:
+            i = 0
+    if seen != NULL:
+        for k in range(found):
+            seen[out[k]] = 0
+    return found
+
+
+cdef enum:
+    SMALL_N = 16
+
+
+# --- the table --------------------------------------------------------------------
 
 cdef class RingTable:
-    """An immutable ring snapshot: sorted points, owners and a prefix index."""
-    def __cinit__(self, points, owners, tuple names, int algo):
-        """points: sorted uint64[P]; owners: int32[P] indices into names."""
-        cdef Py_ssize_t P = len(points), nb, i, j
-        cdef int bits
-        cdef uint64_t top
+    """An immutable ring snapshot: sorted points, owners and a prefix index.
+
+    ``RingTable(points, owners, names, algo, rank=None)`` sorts the points itself:
+    by value, then (with ``rank``, one int per node) by the owner's rank, then by input
+    position. Sorting is a counting sort on the prefix index's buckets, so a build,
+    and a rebuild after one node changes, is linear in the points.
+    """
+    def __init__(self, points, owners, tuple names, int algo, rank=None):
+        cdef Py_ssize_t P = len(points), nb, i
+        if self.memory is not None:
+            raise TypeError("RingTable is immutable")
         points = np.ascontiguousarray(points, dtype=np.uint64)
         owners = np.ascontiguousarray(owners, dtype=np.int32)
         if owners.shape != (P,) or points.ndim != 1:
@@ -460,50 +615,52 @@ cdef class RingTable:
         # The kernels trust these invariants; a table from elsewhere (unpickling) is checked.
         if P and (owners.min() < 0 or owners.max() >= len(names)):
             raise ValueError("RingTable: an owner index is outside names")
-        if P > 1 and np.any(points[1:] < points[:-1]):
-            raise ValueError("RingTable: points must be sorted")
-        if P >= 0xFFFFFFFF:
+        if P >= 0xFFFFFFFF - POINT_PAD:
             raise ValueError("RingTable: too many points")
+        cdef const int64_t[::1] rk
+        cdef const int64_t* rank_ptr = NULL
+        if rank is not None:
+            rank = np.ascontiguousarray(rank, dtype=np.int64)
+            if rank.shape != (len(names),):
+                raise ValueError("RingTable: rank needs one value per name")
+            rk = rank
+            if len(names):
+                rank_ptr = &rk[0]
+        cdef int bits = 1
+        # 0.5..1 bucket per point: the bucket table costs at most 4 bytes per point.
+        while (1 << (bits + 1)) <= P and bits < 40:
+            bits += 1
+        nb = (<Py_ssize_t>1) << bits
+        cdef Py_ssize_t off_own = ((P + POINT_PAD) * 8 + 63) & ~63
+        cdef Py_ssize_t off_bkt = (off_own + (P + 1) * 4 + 63) & ~63
+        mem = TableMemory(off_bkt + (nb + 1) * 4)
+        self.memory = mem
         self.names = names
         self.n_points = P
         self.algo = algo
         self.bytes_repr = algo == ALGO_UHASHRING
-        # 0.5..1 bucket per point: the bucket table costs at most 4 bytes per point.
-        bits = 1
-        while (1 << (bits + 1)) <= P and bits < 40:
-            bits += 1
-        nb = (<Py_ssize_t>1) << bits
-        # Backed by bytes objects, so no one can make them writable again: lookups index
-        # these tables without bounds checks.
-        pts = _frozen_array((P + 1) * 8, np.uint64)
-        own = _frozen_array((P + 1) * 4, np.int32)
-        bkt = _frozen_array((nb + 1) * 4, np.uint32)
-        cdef uint64_t* pv = <uint64_t*>_array_data(pts)
-        cdef int32_t* ov = <int32_t*>_array_data(own)
-        cdef uint32_t* bv = <uint32_t*>_array_data(bkt)
-        cdef const uint64_t[::1] src_p = points
-        cdef const int32_t[::1] src_o = owners
-        if P:
-            memcpy(pv, &src_p[0], P * sizeof(uint64_t))
-            memcpy(ov, &src_o[0], P * sizeof(int32_t))
-        pv[P] = 0xFFFFFFFFFFFFFFFFULL
-        ov[P] = ov[0] if P else 0
         self.bits = bits
         self.shift = 64 - bits
+        self._points = np.frombuffer(mem, np.uint64, P + POINT_PAD, 0)
+        self._owners = np.frombuffer(mem, np.int32, P + 1, off_own)
+        self._buckets = np.frombuffer(mem, np.uint32, nb + 1, off_bkt)
+        cdef uint64_t* pv = <uint64_t*>((<TableMemory>mem).data)
+        cdef int32_t* ov = <int32_t*>((<TableMemory>mem).data + off_own)
+        cdef uint32_t* bv = <uint32_t*>((<TableMemory>mem).data + off_bkt)
+        cdef const uint64_t[::1] src_p = points
+        cdef const int32_t[::1] src_o = owners
         with nogil:
-            i = 0
-            for j in range(nb):
-                top = (<uint64_t>j) << self.shift
-                while i < P and pv[i] < top:
-                    i += 1
-                bv[j] = <uint32_t>i
-            bv[nb] = <uint32_t>P
-        self._points = pts
-        self._owners = own
-        self._buckets = bkt
+            if P:
+                bucket_sort(&src_p[0], &src_o[0], P, rank_ptr, self.shift, nb, pv, ov, bv)
+            else:
+                memset(bv, 0, (nb + 1) * 4)
+            for i in range(POINT_PAD):
+                pv[P + i] = 0xFFFFFFFFFFFFFFFFULL
+            ov[P] = ov[0] if P else 0
         self.pts = pv
         self.own = ov
         self.bkt = bv
+        self.cached = off_bkt + (nb + 1) * 4 <= CACHED_TABLE_BYTES
 
     @property
     def points(self):
@@ -538,71 +695,59 @@ cdef class RingTable:
         b = key_bytes(key, self.bytes_repr)
         return key_query(PyBytes_AS_STRING(<PyObject*>b), PyBytes_GET_SIZE(<PyObject*>b), self.algo)
 
-    def get_node(self, key):
-        """Name of the node that owns key."""
+    cdef object _node(self, key):
         self._check()
         cdef uint64_t q = self._query(key)
         return self.names[self.own[ring_pos(self.pts, self.bkt, self.shift, q)]]
 
-    cdef Py_ssize_t _walk(self, uint64_t q, Py_ssize_t n, int32_t* out, uint8_t* seen) noexcept nogil:
-        """The first n distinct owners from q's point on; returns how many were found."""
-        cdef Py_ssize_t P = self.n_points
-        cdef Py_ssize_t i = ring_pos(self.pts, self.bkt, self.shift, q)
-        cdef Py_ssize_t steps, found = 0, k
-        cdef int32_t o
-        if i == P:
-            i = 0
-        for steps in range(P):
-            o = self.own[i]
-            if not seen[o]:
-                seen[o] = 1
-                out[found] = o
-                found += 1
-                if found == n:
-                    break
-            i += 1
-            if i == P:
-                i = 0
-        for k in range(found):
-            seen[out[k]] = 0
-        return found
+    cdef list _nodes(self, key, Py_ssize_t n):
+        """n >= 1 distinct names; raises ValueError when fewer nodes own points."""
+        self._check()
+        cdef uint64_t q = self._query(key)
+        cdef Py_ssize_t found, k
+        cdef int32_t small[SMALL_N]
+        cdef int32_t* out = small
+        cdef uint8_t* seen = NULL
+        if n > SMALL_N:
+            out = <int32_t*>malloc(n * sizeof(int32_t))
+            seen = <uint8_t*>calloc(len(self.names) + 1, 1)
+            if out == NULL or seen == NULL:
+                free(out)
+                free(seen)
+                raise MemoryError()
+        found = walk_distinct(self.pts, self.own, self.bkt, self.shift, self.n_points, q, n, out, seen)
+        names = self.names
+        result = [names[out[k]] for k in range(found)]
+        if out != small:
+            free(out)
+            free(seen)
+        if found < n:
+            raise ValueError(f"n={n} exceeds the {found} nodes that own points on the ring")
+        return result
+
+    def get_node(self, key):
+        """Name of the node that owns key."""
+        return self._node(key)
 
     def get_nodes(self, key, Py_ssize_t n):
         """The preference list: n distinct node names in ring order from key's point."""
-        self._check()
         if n < 1:
             raise ValueError(f"n must be >= 1, not {n}")
-        cdef uint64_t q = self._query(key)
-        cdef Py_ssize_t found, k
-        cdef int32_t small[64]
-        cdef int32_t* out = small
-        cdef uint8_t* seen = <uint8_t*>malloc(len(self.names) + 1)
-        if seen == NULL:
-            raise MemoryError()
-        memset(seen, 0, len(self.names) + 1)
-        if n > 64:
-            out = <int32_t*>malloc(n * sizeof(int32_t))
-            if out == NULL:
-                free(seen)
-                raise MemoryError()
-        found = self._walk(q, n, out, seen)
-        result = [self.names[out[k]] for k in range(found)]
-        free(seen)
-        if out != small:
-            free(out)
-        return result
+        return self._nodes(key, n)
 
-    def map_batch(self, KeyBatch kb, int32_t[::1] out):
-        """Owner index of every key of the batch into out."""
+    def map_batch(self, KeyBatch kb, int32_t[::1] out, Py_ssize_t start=0, Py_ssize_t stop=-1):
+        """Owner index of keys [start, stop) of the batch into the same slots of out."""
         self._check()
-        cdef Py_ssize_t start, end, bad, i, m = kb.length
-        if out.shape[0] != m:
-            raise ValueError("map_batch: out has the wrong length")
+        cdef Py_ssize_t end, bad, m = kb.length
+        if stop < 0:
+            stop = m
+        if out.shape[0] != m or not 0 <= start <= stop <= m:
+            raise ValueError("map_batch: out has the wrong length or the range is outside the batch")
         cdef _Scratch s = _Scratch(_utf8_scratch_size(kb))
         cdef const uint64_t* q
         cdef int algo = self.algo
-        for start in range(0, m, CHUNK):
-            end = min(start + CHUNK, m)
+        for start in range(start, stop, CHUNK):
+            end = min(start + CHUNK, stop)
             if kb.kind == K_HASHES and algo < 3:
                 q = kb.hashes + start       # native pre-hashed: search the input in place
             else:
@@ -611,29 +756,34 @@ cdef class RingTable:
                     _raise_bad(kb, bad)
                 q = s.q
             with nogil:
-                for i in range(end - start):
-                    out[start + i] = self.own[ring_pos(self.pts, self.bkt, self.shift, q[i])]
+                lookup_many(self.pts, self.own, self.bkt, self.shift, q, &out[start], end - start,
+                            self.cached)
 
-    def map_nodes_batch(self, KeyBatch kb, Py_ssize_t n, int32_t[:, ::1] out):
-        """Preference list of n distinct owners for every key into out[m, n]."""
+    def map_nodes_batch(self, KeyBatch kb, Py_ssize_t n, int32_t[:, ::1] out,
+                        Py_ssize_t start=0, Py_ssize_t stop=-1):
+        """Preference lists of n distinct owners for keys [start, stop) into out[m, n]."""
         self._check()
-        cdef Py_ssize_t start, end, bad, i, m = kb.length, found, short = -1
-        if n < 1 or out.shape[0] != m or out.shape[1] != n:
-            raise ValueError("map_nodes_batch: n < 1 or out has the wrong shape")
+        cdef Py_ssize_t end, bad, i, m = kb.length, found, short = -1
+        if stop < 0:
+            stop = m
+        if n < 1 or out.shape[0] != m or out.shape[1] != n or not 0 <= start <= stop <= m:
+            raise ValueError("map_nodes_batch: n < 1, out has the wrong shape or the range is outside the batch")
         cdef _Scratch s = _Scratch(_utf8_scratch_size(kb))
-        cdef uint8_t* seen = <uint8_t*>malloc(len(self.names) + 1)
-        if seen == NULL:
-            raise MemoryError()
-        memset(seen, 0, len(self.names) + 1)
+        cdef uint8_t* seen = NULL
+        if n > SMALL_N:
+            seen = <uint8_t*>calloc(len(self.names) + 1, 1)
+            if seen == NULL:
+                raise MemoryError()
         try:
-            for start in range(0, m, CHUNK):
-                end = min(start + CHUNK, m)
+            for start in range(start, stop, CHUNK):
+                end = min(start + CHUNK, stop)
                 bad = _fill_queries(kb, start, end, self.algo, s)
                 if bad >= 0:
                     _raise_bad(kb, bad)
                 with nogil:
                     for i in range(end - start):
-                        found = self._walk(s.q[i], n, &out[start + i, 0], seen)
+                        found = walk_distinct(self.pts, self.own, self.bkt, self.shift, self.n_points,
+                                              s.q[i], n, &out[start + i, 0], seen)
                         if found < n:
                             short = found
                             break
@@ -641,6 +791,73 @@ cdef class RingTable:
                     raise ValueError(f"n={n} exceeds the {short} nodes that own points on the ring")
         finally:
             free(seen)
+
+
+cdef void bucket_sort(const uint64_t* src_p, const int32_t* src_o, Py_ssize_t P,
+                      const int64_t* rank, int shift, Py_ssize_t nb,
+                      uint64_t* pts, int32_t* own, uint32_t* bkt) noexcept nogil:
+    """Sort (point, owner) pairs into pts/own and fill the prefix index bkt[nb + 1].
+
+    A counting sort on the top bits is stable and leaves about two points a bucket,
+    which an insertion sort then orders by (point, rank[owner]).
+    """
+    cdef Py_ssize_t i, j, b, lo, hi
+    cdef uint32_t total = 0, c
+    cdef uint64_t p
+    cdef int32_t o
+    memset(bkt, 0, (nb + 1) * sizeof(uint32_t))
+    for i in range(P):
+        bkt[src_p[i] >> shift] += 1
+    for b in range(nb + 1):
+        c = bkt[b]
+        bkt[b] = total
+        total += c
+    # bkt[b] is now bucket b's start; advance it while placing, then shift back.
+    for i in range(P):
+        b = src_p[i] >> shift
+        j = bkt[b]
+        bkt[b] += 1
+        pts[j] = src_p[i]
+        own[j] = src_o[i]
+    for b in range(nb, 0, -1):
+        bkt[b] = bkt[b - 1]
+    bkt[0] = 0
+    bkt[nb] = <uint32_t>P
+    for b in range(nb):
+        lo = bkt[b]
+        hi = bkt[b + 1]
+        for i in range(lo + 1, hi):
+            p = pts[i]
+            o = own[i]
+            j = i
+            while j > lo and (pts[j - 1] > p or (
+                    pts[j - 1] == p and rank != NULL and rank[own[j - 1]] > rank[o])):
+                pts[j] = pts[j - 1]
+                own[j] = own[j - 1]
+                j -= 1
+            pts[j] = p
+            own[j] = o
+
+
+@cython.auto_pickle(False)
+cdef class RingLookups:
+    """Compiled single-key lookups, shared by HashRing and RingSnapshot (which set
+    ``_table``), so a call costs one C method call."""
+
+    def get_node(self, key):
+        """Name of the node that owns ``key``."""
+        return self._table._node(key)
+
+    def get_nodes(self, key, n):
+        """Preference list: ``n`` distinct node names in ring order, owner first.
+
+        ``n`` larger than the number of nodes raises ``ValueError``.
+        """
+        cdef RingTable table = self._table
+        table._check()
+        if type(n) is not int or not 1 <= n <= len(table.names):
+            n = self._check_n(n, len(table.names))    # the messages live in ring.py
+        return table._nodes(key, n)
 
 
 def key_query_value(bytes data, int algo):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import os
 import threading
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -32,7 +33,7 @@ from types import MappingProxyType
 import numpy as np
 
 from . import _ring
-from ._ring import EmptyRingError, RingTable
+from ._ring import EmptyRingError, RingLookups, RingTable
 from .keys import _HASH_IDS, key_batches
 
 __all__ = ["HashRing", "RingSnapshot", "EmptyRingError", "DEFAULT_VNODES", "MAX_POINTS"]
@@ -45,6 +46,10 @@ DEFAULT_VNODES = {None: 1024, "ketama": 40, "uhashring": 40}
 
 #: Upper bound on the points of one ring (16 bytes each: 2 GiB of lookup tables).
 MAX_POINTS = 1 << 27
+
+#: Keys each extra thread must have before ``threads=`` splits a batch (thread start-up
+#: costs about as much as mapping a few thousand keys).
+MIN_KEYS_PER_THREAD = 1 << 16
 
 
 class _Config:
@@ -163,22 +168,18 @@ def _owners_for(counts) -> np.ndarray:
     return np.repeat(np.arange(len(counts), dtype=np.int32), counts)
 
 
+def _name_rank(names: tuple) -> np.ndarray:
+    """Each node's place in name order: the tie-break between equal points."""
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    return rank
+
+
 def _build_native(cfg: _Config, weights: dict) -> RingTable:
     names = tuple(weights)
-    counts = [cfg.native_count(w) for w in weights.values()]
-    parts = [_ring.vnode_points(name.encode("utf-8"), c, cfg.algo) for name, c in zip(names, counts)]
-    points = np.concatenate(parts) if parts else np.empty(0, np.uint64)
-    owners = _owners_for(counts)
-    order = np.argsort(points, kind="stable")
-    sorted_points = points[order]
-    if len(points) > 1 and np.any(sorted_points[1:] == sorted_points[:-1]):
-        # Rare in 64 bits: order equal points by node name, then by vnode index.
-        rank = np.empty(len(names), dtype=np.int64)
-        rank[np.argsort(np.array(names, dtype=object))] = np.arange(len(names))
-        vnode = np.concatenate([np.arange(c) for c in counts])
-        order = np.lexsort((vnode, rank[owners], points))
-        sorted_points = points[order]
-    return RingTable(sorted_points, owners[order], names, cfg.algo)
+    counts = np.array([cfg.native_count(w) for w in weights.values()], dtype=np.int64)
+    points = _ring.vnode_points([name.encode("utf-8") for name in names], counts, cfg.algo)
+    return RingTable(points, _owners_for(counts), names, cfg.algo, _name_rank(names))
 
 
 def _build_compat(cfg: _Config, weights: dict) -> RingTable:
@@ -218,10 +219,10 @@ def _check_n(n, n_nodes) -> int:
     return n
 
 
-class RingSnapshot:
+class RingSnapshot(RingLookups):
     """One immutable state of a ring. Every lookup on it sees the same nodes."""
 
-    __slots__ = ("_table", "_weights", "_config")
+    __slots__ = ("_weights", "_config")
 
     def __init__(self, table: RingTable, weights: dict, config: _Config):
         self._table = table
@@ -272,6 +273,9 @@ class RingSnapshot:
     def __contains__(self, name) -> bool:
         return isinstance(name, str) and name in self._weights
 
+    def __reduce__(self):
+        return (type(self), (self._table, self._weights, self._config))
+
     def _key(self):
         return (self._config.__reduce__()[1], tuple(self._weights.items()))
 
@@ -290,54 +294,40 @@ class RingSnapshot:
         if self._table.n_points == 0:
             raise EmptyRingError("the ring is empty: no node owns a point (add a node)")
 
-    def get_node(self, key) -> str:
-        """Name of the node that owns ``key``."""
-        return self._table.get_node(key)
+    _check_n = staticmethod(_check_n)     # RingLookups.get_nodes calls it for odd n
 
-    def get_nodes(self, key, n: int) -> list:
-        """Preference list: ``n`` distinct node names in ring order, owner first.
+    def map(self, keys, *, threads: int = 1) -> np.ndarray:
+        """Owner of every key as an int32 array of indices into ``nodes``.
 
-        ``n`` larger than the number of nodes raises ``ValueError``.
+        ``threads``: split a large batch over this many threads (0: one per CPU).
         """
         self._require_points()
-        n = _check_n(n, len(self._weights))
-        nodes = self._table.get_nodes(key, n)
-        if len(nodes) < n:
-            raise ValueError(f"n={n} exceeds the {len(nodes)} nodes that own points on the ring")
-        return nodes
-
-    def map(self, keys) -> np.ndarray:
-        """Owner of every key as an int32 array of indices into ``nodes``."""
-        self._require_points()
+        threads = _check_threads(threads)
         table = self._table
         batches = key_batches(keys, table.algo == _ring.ALGO_UHASHRING)
         out = np.empty(sum(b.length for b in batches), dtype=np.int32)
-        pos = 0
-        for kb in batches:
-            table.map_batch(kb, out[pos:pos + kb.length])
-            pos += kb.length
+        _run_split(table.map_batch, batches, out, threads)
         return out
 
-    def map_nodes(self, keys, n: int) -> np.ndarray:
+    def map_nodes(self, keys, n: int, *, threads: int = 1) -> np.ndarray:
         """Preference lists of every key: an int32 array of shape ``(len(keys), n)``."""
         self._require_points()
         n = _check_n(n, len(self._weights))
+        threads = _check_threads(threads)
         table = self._table
         batches = key_batches(keys, table.algo == _ring.ALGO_UHASHRING)
         out = np.empty((sum(b.length for b in batches), n), dtype=np.int32)
-        pos = 0
-        for kb in batches:
-            table.map_nodes_batch(kb, n, out[pos:pos + kb.length])
-            pos += kb.length
+        _run_split(lambda kb, part, a, b: table.map_nodes_batch(kb, n, part, a, b), batches, out, threads)
         return out
 
-    def lookup_hashes(self, hashes) -> np.ndarray:
+    def lookup_hashes(self, hashes, *, threads: int = 1) -> np.ndarray:
         """Owner of pre-hashed keys (uint64 array) as int32 indices into ``nodes``.
 
         Native rings take ``hash64`` values; compat rings take the 32-bit ketama hash
         (``md5_32``), each value < 2**32.
         """
         self._require_points()
+        threads = _check_threads(threads)
         if not isinstance(hashes, np.ndarray):
             # Python ints above 2**63 would turn a plain np.asarray into float64: be exact.
             try:
@@ -353,7 +343,7 @@ class RingSnapshot:
             raise ValueError(f"hashes must be 1-dimensional, got shape {hashes.shape}")
         hashes = np.ascontiguousarray(hashes)
         out = np.empty(len(hashes), dtype=np.int32)
-        self._table.map_batch(_ring.KeyBatch(_ring.KIND_HASHES, hashes, len(hashes)), out)
+        _run_split(self._table.map_batch, [_ring.KeyBatch(_ring.KIND_HASHES, hashes, len(hashes))], out, threads)
         return out
 
     def shares(self) -> dict:
@@ -388,7 +378,7 @@ def _describe(snap: RingSnapshot) -> str:
     return f"{len(names)} nodes [{shown}], {snap._table.n_points} points, vnodes={snap.vnodes}, {mode}"
 
 
-class HashRing:
+class HashRing(RingLookups):
     """A consistent hash ring with named, weighted nodes.
 
     ``nodes``: an iterable of node names, or a mapping name -> weight (positive int or
@@ -406,33 +396,36 @@ class HashRing:
         weights = _parse_nodes(cfg, nodes)
         _check_size(cfg, weights)
         self._lock = threading.Lock()
-        self._snap = RingSnapshot(_build(cfg, weights), weights, cfg)
+        self._publish(RingSnapshot(_build(cfg, weights), weights, cfg))
 
     # --- reading ---------------------------------------------------------------
     def snapshot(self) -> RingSnapshot:
         """The current immutable snapshot: a consistent view for several calls."""
         return self._snap
 
-    def get_node(self, key) -> str:
-        """Name of the node that owns ``key``."""
-        return self._snap._table.get_node(key)
+    # get_node and get_nodes are RingLookups' compiled methods, reading self._table.
+    _check_n = staticmethod(_check_n)
 
-    def get_nodes(self, key, n: int) -> list:
-        """Preference list: ``n`` distinct node names in ring order, owner first."""
-        return self._snap.get_nodes(key, n)
+    def _publish(self, snap: RingSnapshot) -> None:
+        # Each attribute store is atomic; a reader between the two sees two valid snapshots.
+        self._snap = snap
+        self._table = snap._table
 
-    def map(self, keys) -> np.ndarray:
+    def map(self, keys, *, threads: int = 1) -> np.ndarray:
         """Owner of every key as int32 indices into ``nodes`` (use ``snapshot()`` to pair
-        the indices with the names while other threads change the ring)."""
-        return self._snap.map(keys)
+        the indices with the names while other threads change the ring).
 
-    def map_nodes(self, keys, n: int) -> np.ndarray:
+        ``threads``: split a large batch over this many threads (0: one per CPU).
+        """
+        return self._snap.map(keys, threads=threads)
+
+    def map_nodes(self, keys, n: int, *, threads: int = 1) -> np.ndarray:
         """Preference lists of every key: int32 array of shape ``(len(keys), n)``."""
-        return self._snap.map_nodes(keys, n)
+        return self._snap.map_nodes(keys, n, threads=threads)
 
-    def lookup_hashes(self, hashes) -> np.ndarray:
+    def lookup_hashes(self, hashes, *, threads: int = 1) -> np.ndarray:
         """Owner of pre-hashed keys (uint64) as int32 indices into ``nodes``."""
-        return self._snap.lookup_hashes(hashes)
+        return self._snap.lookup_hashes(hashes, threads=threads)
 
     def shares(self) -> dict:
         """Fraction of the hash space owned by each node."""
@@ -469,7 +462,7 @@ class HashRing:
                 table = _build_compat(cfg, weights)
             else:
                 table = _insert_native(cfg, snap._table, weights, name, len(weights) - 1)
-            self._snap = RingSnapshot(table, weights, cfg)
+            self._publish(RingSnapshot(table, weights, cfg))
 
     def remove_node(self, name: str) -> None:
         """Remove a node; only its keys move (to the next node along the ring)."""
@@ -484,7 +477,7 @@ class HashRing:
                 table = _build_compat(cfg, weights)
             else:
                 table = _delete_native(snap._table, snap._table.names.index(name), tuple(weights))
-            self._snap = RingSnapshot(table, weights, cfg)
+            self._publish(RingSnapshot(table, weights, cfg))
 
     def set_weight(self, name: str, weight) -> None:
         """Change a node's weight; its position in ``nodes`` is kept."""
@@ -503,7 +496,7 @@ class HashRing:
                 idx = snap._table.names.index(name)
                 without = _delete_native(snap._table, idx, None)
                 table = _insert_native(cfg, without, weights, name, idx)
-            self._snap = RingSnapshot(table, weights, cfg)
+            self._publish(RingSnapshot(table, weights, cfg))
 
     # --- Python protocols ----------------------------------------------------------
     def __reduce__(self):
@@ -513,7 +506,7 @@ class HashRing:
     def __copy__(self):
         ring = type(self).__new__(type(self))
         ring._lock = threading.Lock()
-        ring._snap = self._snap          # snapshots are immutable: sharing is a copy
+        ring._publish(self._snap)         # snapshots are immutable: sharing is a copy
         return ring
 
     def __deepcopy__(self, memo):
@@ -534,22 +527,18 @@ def _restore(cls, cfg, items):
     ring = cls.__new__(cls)
     ring._lock = threading.Lock()
     weights = dict(items)
-    ring._snap = RingSnapshot(_build(cfg, weights), weights, cfg)
+    ring._publish(RingSnapshot(_build(cfg, weights), weights, cfg))
     return ring
 
 
 def _insert_native(cfg, table: RingTable, weights: dict, name: str, idx: int) -> RingTable:
-    """Merge one node's points into a native table (node index idx)."""
+    """Add one node's points (node index idx) to a native table; the table sorts them in."""
     names = tuple(weights)
-    new = np.sort(_ring.vnode_points(name.encode("utf-8"), cfg.native_count(weights[name]), cfg.algo))
-    old_pts, old_own = table.points, table.owners
-    pos = np.searchsorted(old_pts, new, side="left")
-    hit = pos < len(old_pts)
-    if np.any(old_pts[pos[hit]] == new[hit]) or np.any(new[1:] == new[:-1]):
-        return _build_native(cfg, weights)    # a tie: let the full build order it by name
-    points = np.insert(old_pts, pos, new)
-    owners = np.insert(old_own, pos, np.int32(idx))
-    return RingTable(points, owners, names, cfg.algo)
+    count = cfg.native_count(weights[name])
+    new = _ring.vnode_points([name.encode("utf-8")], np.array([count], dtype=np.int64), cfg.algo)
+    points = np.concatenate([table.points, new])
+    owners = np.concatenate([table.owners, np.full(count, idx, dtype=np.int32)])
+    return RingTable(points, owners, names, cfg.algo, _name_rank(names))
 
 
 def _delete_native(table: RingTable, idx: int, names) -> RingTable:
@@ -562,3 +551,56 @@ def _delete_native(table: RingTable, idx: int, names) -> RingTable:
     else:
         owners = owners - (owners > idx).astype(np.int32)
     return RingTable(points, owners, names, table.algo)
+
+
+def _check_threads(threads) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise TypeError(f"threads must be an int, not {type(threads).__name__}")
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0: one per CPU), not {threads}")
+    if threads == 0:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return int(threads)
+
+
+def _run_split(call, batches, out, threads: int) -> None:
+    """call(kb, out_part, start, stop) over every batch, ranges spread over threads.
+
+    The kernels release the GIL between chunks, so the threads overlap; a failure in
+    any range is raised (the first key's, when several fail) after all have stopped.
+    """
+    jobs, pos = [], 0
+    for kb in batches:
+        part = out[pos:pos + kb.length]
+        pos += kb.length
+        k = max(1, min(threads, kb.length // MIN_KEYS_PER_THREAD))
+        bounds = [kb.length * i // k for i in range(k + 1)]
+        jobs += [(kb, part, a, b) for a, b in zip(bounds, bounds[1:])]
+    if threads == 1 or len(jobs) == 1:
+        for job in jobs:
+            call(*job)
+        return
+    errors = [None] * len(jobs)
+    todo = iter(range(len(jobs)))
+    todo_lock = threading.Lock()
+
+    def work():
+        while True:
+            with todo_lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            try:
+                call(*jobs[i])
+            except BaseException as exc:   # re-raised in the caller below
+                errors[i] = exc
+
+    helpers = [threading.Thread(target=work, daemon=True) for _ in range(min(threads, len(jobs)) - 1)]
+    for t in helpers:
+        t.start()
+    work()
+    for t in helpers:
+        t.join()
+    for exc in errors:
+        if exc is not None:
+            raise exc

@@ -194,8 +194,15 @@ def test_private_table_guards():
         snap._table.get_nodes("k", 0)
     with pytest.raises(ValueError, match="owner index"):
         RingTable(np.array([1, 2], np.uint64), np.array([0, 5], np.int32), ("a",), 0)
-    with pytest.raises(ValueError, match="sorted"):
-        RingTable(np.array([2, 1], np.uint64), np.array([0, 0], np.int32), ("a",), 0)
+    with pytest.raises(ValueError, match="rank"):
+        RingTable(np.array([1, 2], np.uint64), np.array([0, 0], np.int32), ("a",), 0, rank=[0, 1])
+    # The table sorts what it is given (value, then owner rank, then input order) ...
+    table = RingTable(np.array([5, 2, 5, 9], np.uint64), np.array([0, 1, 1, 0], np.int32), ("a", "b"), 0,
+                      rank=[1, 0])
+    assert table.points.tolist() == [2, 5, 5, 9] and table.owners.tolist() == [1, 1, 0, 0]
+    # ... and once built it cannot be changed, not even by calling __init__ again.
+    with pytest.raises(TypeError, match="immutable"):
+        table.__init__(np.array([1], np.uint64), np.array([0], np.int32), ("a",), 0)
 
 
 def test_huge_weights_name_the_node():

@@ -274,3 +274,64 @@ def test_subclass_survives_pickle_and_copy():
         assert type(other) is MyRing and other == ring
     snap = ring.snapshot()
     assert pickle.loads(pickle.dumps(snap)) == snap
+
+
+@pytest.mark.parametrize("n_nodes", [3, 100, 200])
+def test_every_table_size_agrees_with_searchsorted(n_nodes):
+    # 3 nodes: a table searched in cache; 100: the prefetching kernel; 200: a table in
+    # its own huge-page mapping.
+    ring = HashRing([f"n{i}" for i in range(n_nodes)])
+    snap = ring.snapshot()
+    hashes = np.random.default_rng(n_nodes).integers(0, 2**64 - 1, size=300_000, dtype=np.uint64)
+    hashes[:4] = [0, 2**64 - 1, snap.points[0], snap.points[-1]]
+    idx = np.searchsorted(snap.points, hashes, side="left")
+    idx[idx == len(snap.points)] = 0
+    np.testing.assert_array_equal(ring.lookup_hashes(hashes), snap.owners[idx])
+
+
+def test_threads_split_batches_without_changing_answers(ring, monkeypatch):
+    import hashring.ring as ring_module
+
+    monkeypatch.setattr(ring_module, "MIN_KEYS_PER_THREAD", 500)
+    keys = random_text_keys(5000, seed=21)
+    expected = ring.map(keys)
+    chunked = pa.chunked_array([keys[:1234], keys[1234:]])
+    for threads in (2, 3, 0):
+        for door in (keys, np.array(keys), chunked):
+            np.testing.assert_array_equal(ring.map(door, threads=threads), expected)
+        np.testing.assert_array_equal(ring.map_nodes(keys, 3, threads=threads), ring.map_nodes(keys, 3))
+    hashes = (np.arange(5000, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
+    np.testing.assert_array_equal(ring.lookup_hashes(hashes, threads=2), ring.lookup_hashes(hashes))
+
+
+def test_threads_report_the_first_bad_key(monkeypatch):
+    import hashring.ring as ring_module
+
+    monkeypatch.setattr(ring_module, "MIN_KEYS_PER_THREAD", 100)
+    ring = HashRing(["a", "b", "c"])
+    keys = [f"k{i}" for i in range(1000)]
+    keys[700], keys[300] = 1.5, object()
+    for threads in (1, 4):
+        with pytest.raises(TypeError, match=r"keys\[300\]"):
+            ring.map(keys, threads=threads)
+    for bad, exc in ((-1, ValueError), (True, TypeError), (1.5, TypeError), ("2", TypeError)):
+        with pytest.raises(exc, match="threads"):
+            ring.map(["x"], threads=bad)
+
+
+def test_long_preference_lists_match_a_walk_of_the_points():
+    ring = HashRing({f"n{i}": 1 + i % 4 for i in range(40)}, vnodes=8)
+    snap = ring.snapshot()
+    keys = random_text_keys(300, seed=4)
+    for n in (1, 16, 17, 40):
+        mat = ring.map_nodes(keys, n)
+        for key, row in zip(keys, mat):
+            i = int(np.searchsorted(snap.points, hashring.hash64(key))) % len(snap.points)
+            walk = []
+            while len(walk) < n:
+                owner = int(snap.owners[i])
+                if owner not in walk:
+                    walk.append(owner)
+                i = (i + 1) % len(snap.points)
+            assert row.tolist() == walk
+            assert ring.get_nodes(key, n) == [ring.nodes[o] for o in walk]
