@@ -9,7 +9,8 @@ cdef class KeyBatch:
     cdef readonly Py_ssize_t length
     cdef readonly bint bytes_repr
     cdef readonly Py_ssize_t base     # index of this batch's first key in the caller's batch
-    cdef object seq                 # K_SEQ: a tuple (immutable, keeps its items alive)
+    cdef object seq                 # K_SEQ: a tuple or an exact list
+    cdef bint seq_is_list
     cdef object owner_data          # the objects backing the raw pointers below
     cdef object owner_offsets
     cdef const char* data

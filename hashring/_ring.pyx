@@ -28,6 +28,10 @@ import numpy as np
 cdef extern from "Python.h":
     # Borrowed-reference forms, so the collection loop does no refcounting.
     PyObject* PyTuple_GET_ITEM(object, Py_ssize_t)
+    PyObject* PyList_GET_ITEM(object, Py_ssize_t)
+    Py_ssize_t PyList_GET_SIZE(object)
+    void Py_INCREF_PTR "Py_INCREF"(PyObject*)
+    void Py_DECREF_PTR "Py_DECREF"(PyObject*)
     bint PyUnicode_Check(PyObject*)
     bint PyBytes_Check(PyObject*)
     bint PyUnicode_IS_COMPACT_ASCII(PyObject*)
@@ -184,9 +188,12 @@ cdef class KeyBatch:
         self.base = base
         self.data = NULL
         if kind == K_SEQ:
-            if type(obj) is not tuple:
-                raise TypeError("KeyBatch: K_SEQ needs a tuple")
+            if type(obj) is not tuple and type(obj) is not list:
+                raise TypeError("KeyBatch: K_SEQ needs a tuple or a list")
+            if len(obj) != length:
+                raise ValueError("KeyBatch: length differs from the sequence's")
             self.seq = obj
+            self.seq_is_list = type(obj) is list
         elif kind == K_FIXED or kind == K_OFF32 or kind == K_OFF64:
             u8 = obj
             self.owner_data = obj
@@ -232,11 +239,14 @@ cdef class KeyBatch:
 
 
 cdef class _Scratch:
-    """Per-call buffers for one batch: query values, key pointers, a UTF-8 buffer."""
+    """Per-call buffers for one batch: query values, key pointers, a UTF-8 buffer, and
+    references to the chunk's keys while the GIL is released over their data."""
     cdef uint64_t* q
     cdef const char** ptrs
     cdef Py_ssize_t* lens
     cdef char* utf8
+    cdef PyObject** refs
+    cdef Py_ssize_t n_refs
     cdef list keep
 
     def __cinit__(self, Py_ssize_t utf8_size):
@@ -244,27 +254,55 @@ cdef class _Scratch:
         self.ptrs = <const char**>malloc(CHUNK * sizeof(char*))
         self.lens = <Py_ssize_t*>malloc(CHUNK * sizeof(Py_ssize_t))
         self.utf8 = <char*>malloc(utf8_size if utf8_size > 0 else 1)
+        self.refs = <PyObject**>malloc(CHUNK * sizeof(PyObject*))
+        self.n_refs = 0
         self.keep = []
-        if self.q == NULL or self.ptrs == NULL or self.lens == NULL or self.utf8 == NULL:
+        if (self.q == NULL or self.ptrs == NULL or self.lens == NULL or self.utf8 == NULL
+                or self.refs == NULL):
             raise MemoryError()
 
+    cdef void release(self) noexcept:
+        """Drop the references taken on the last chunk's keys (needs the GIL)."""
+        cdef Py_ssize_t i
+        for i in range(self.n_refs):
+            Py_DECREF_PTR(self.refs[i])
+        self.n_refs = 0
+        self.keep.clear()
+
     def __dealloc__(self):
+        if self.refs != NULL:
+            self.release()
         free(self.q)
         free(self.ptrs)
         free(self.lens)
         free(self.utf8)
+        free(self.refs)
 
 
 cdef Py_ssize_t _collect_seq(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, _Scratch s) except -1:
-    """With the GIL: point at the UTF-8/bytes data of kb.seq[start:end]."""
+    """With the GIL: point at the UTF-8/bytes data of kb.seq[start:end].
+
+    A list is read in place, not copied: each chunk's keys are referenced until they
+    are hashed (another thread may drop them from the list meanwhile), and a list
+    that changes size during the call is refused.
+    """
     cdef Py_ssize_t i, n
     cdef PyObject* obj
     cdef bint bytes_repr = kb.bytes_repr
-    s.keep.clear()
+    cdef bint is_list = kb.seq_is_list
+    s.release()
+    if is_list and PyList_GET_SIZE(kb.seq) != kb.length:
+        raise RuntimeError(f"keys: the list changed size during the call ({kb.length} -> {len(kb.seq)})")
     i = start
     try:
         while i < end:
-            obj = PyTuple_GET_ITEM(kb.seq, i)
+            if is_list:
+                obj = PyList_GET_ITEM(kb.seq, i)
+                Py_INCREF_PTR(obj)
+                s.refs[s.n_refs] = obj
+                s.n_refs += 1
+            else:
+                obj = PyTuple_GET_ITEM(kb.seq, i)
             if PyUnicode_Check(obj) and PyUnicode_IS_COMPACT_ASCII(obj) and (
                     not bytes_repr or PyUnicode_CheckExact(obj)):
                 s.ptrs[i - start] = <const char*>PyUnicode_DATA(obj)
@@ -297,6 +335,7 @@ cdef Py_ssize_t _fill_queries(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, int
         with nogil:
             for i in range(cnt):
                 s.q[i] = key_query(s.ptrs[i], <size_t>s.lens[i], algo)
+        s.release()
         return -1
     with nogil:
         if kb.kind == K_HASHES:

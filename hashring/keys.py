@@ -78,12 +78,11 @@ def key_batches(keys, bytes_repr: bool) -> list[KeyBatch]:
         return _from_arrow(keys, bytes_repr, 0)
     if module.startswith("pandas"):
         return _from_pandas(keys, bytes_repr)
-    if type(keys) is tuple:
-        seq = keys
+    if type(keys) is tuple or type(keys) is list:
+        seq = keys            # read in place; the kernel references each chunk's keys
     else:
         try:
-            # A private copy: the kernels release the GIL over its items. Iterating (not the
-            # raw buffer) also gives ndarray subclasses their own item semantics.
+            # Iterating (not a raw buffer) gives subclasses their own item semantics.
             seq = tuple(keys)
         except TypeError:
             raise TypeError(f"keys must be an iterable of keys, not {type(keys).__name__}") from None

@@ -1,6 +1,7 @@
 """Ring-level promises: minimal movement, balance, lookups under concurrent change."""
 
 import random
+import collections
 import sys
 import threading
 import time
@@ -172,3 +173,40 @@ def test_batch_kernels_release_the_gil(door):
         sys.setswitchinterval(old)
     # With the GIL held for the whole call this loop could not run at all meanwhile.
     assert ticks > 100, (ticks, elapsed)
+
+
+def test_a_list_changed_by_another_thread_during_map():
+    """The list is read in place: items swapped or dropped meanwhile never crash the
+    kernel, and a change of size is refused rather than read past."""
+    ring = HashRing([f"node{i}" for i in range(20)])
+    keys = [f"key{i}" for i in range(200_000)]
+    stop = threading.Event()
+
+    def churn():
+        i = 0
+        while not stop.is_set():
+            keys[i % len(keys)] = f"new{i}"        # the old str may be freed at once
+            keys.append("extra")
+            keys.pop()
+            i += 1
+
+    outcomes = collections.Counter()
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                out = ring.map(keys)
+                assert len(out) in (200_000, 200_001)
+                outcomes["ok"] += 1
+            except RuntimeError as exc:
+                assert "changed size" in str(exc)
+                outcomes["refused"] += 1
+    finally:
+        stop.set()
+        t.join()
+        sys.setswitchinterval(old)
+    assert sum(outcomes.values()) > 5, outcomes
