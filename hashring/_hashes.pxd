@@ -13,6 +13,8 @@ cdef extern from "_hashes.h" nogil:
     uint64_t hr_md5_64(const void *data, size_t len) noexcept
     # first 4 digest bytes, little-endian (the ketama key hash)
     uint32_t hr_md5_32(const void *data, size_t len) noexcept
+    # md5 of 8 messages of at most 55 bytes each: digest words A and B of each
+    void hr_md5_x8(const char *const *msg, const size_t *len, uint32_t *a, uint32_t *b) noexcept
     # MurmurHash3_x64_128: out[0] = h1, out[1] = h2
     void hr_murmur3_x64_128(const void *data, size_t len, uint32_t seed,
                             uint64_t *out) noexcept

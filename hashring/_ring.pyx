@@ -19,7 +19,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
-from hashring._hashes cimport hr_md5, hr_md5_32, hr_md5_64, hr_murmur3_64, hr_xxh3_64
+from hashring._hashes cimport hr_md5, hr_md5_32, hr_md5_64, hr_md5_x8, hr_murmur3_64, hr_xxh3_64
 
 import operator
 
@@ -80,6 +80,41 @@ cdef inline uint64_t key_query(const char* p, size_t n, int algo) noexcept nogil
     if algo == 4:
         h |= 1
     return h
+
+
+cdef inline uint64_t md5_query(uint32_t a, uint32_t b, int algo) noexcept nogil:
+    """key_query's value from the first two md5 digest words (algo 1, 3 or 4)."""
+    if algo == 1:
+        return (<uint64_t>a) | ((<uint64_t>b) << 32)
+    if algo == 3:
+        return (<uint64_t>a) << 32
+    return ((<uint64_t>a) << 32) | 1
+
+
+cdef void hash_pointers(const char** ptrs, const Py_ssize_t* lens, Py_ssize_t n, int algo,
+                        uint64_t* q) noexcept nogil:
+    """q[i] = key_query(ptrs[i], lens[i], algo); md5 takes eight short keys at a time."""
+    cdef Py_ssize_t i = 0, l
+    cdef uint32_t a[8]
+    cdef uint32_t b[8]
+    cdef bint fits
+    if algo != 0 and algo != 2:
+        while i + 8 <= n:
+            fits = True
+            for l in range(8):
+                fits = fits and lens[i + l] <= 55
+            if fits:
+                hr_md5_x8(ptrs + i, <const size_t*>(lens + i), a, b)
+                for l in range(8):
+                    q[i + l] = md5_query(a[l], b[l], algo)
+                i += 8
+            else:
+                for l in range(8):
+                    q[i + l] = key_query(ptrs[i + l], <size_t>lens[i + l], algo)
+                i += 8
+    while i < n:
+        q[i] = key_query(ptrs[i], <size_t>lens[i], algo)
+        i += 1
 
 
 cdef inline uint64_t prehashed_query(uint64_t h, int algo) noexcept nogil:
@@ -333,8 +368,7 @@ cdef Py_ssize_t _fill_queries(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, int
     if kb.kind == K_SEQ:
         _collect_seq(kb, start, end, s)
         with nogil:
-            for i in range(cnt):
-                s.q[i] = key_query(s.ptrs[i], <size_t>s.lens[i], algo)
+            hash_pointers(s.ptrs, s.lens, cnt, algo, s.q)
         s.release()
         return -1
     with nogil:
@@ -352,7 +386,9 @@ cdef Py_ssize_t _fill_queries(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, int
                 n = w
                 while n > 0 and p[n - 1] == 0:
                     n -= 1
-                s.q[i] = key_query(p, <size_t>n, algo)
+                s.ptrs[i] = p
+                s.lens[i] = n
+            hash_pointers(s.ptrs, s.lens, cnt, algo, s.q)
         elif kb.kind == K_UCS4:
             for i in range(cnt):
                 j = (start + i) * w
@@ -367,11 +403,15 @@ cdef Py_ssize_t _fill_queries(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, int
         elif kb.kind == K_OFF32:
             for i in range(cnt):
                 j = start + i
-                s.q[i] = key_query(kb.data + kb.off32[j], <size_t>(kb.off32[j + 1] - kb.off32[j]), algo)
+                s.ptrs[i] = kb.data + kb.off32[j]
+                s.lens[i] = kb.off32[j + 1] - kb.off32[j]
+            hash_pointers(s.ptrs, s.lens, cnt, algo, s.q)
         else:
             for i in range(cnt):
                 j = start + i
-                s.q[i] = key_query(kb.data + kb.off64[j], <size_t>(kb.off64[j + 1] - kb.off64[j]), algo)
+                s.ptrs[i] = kb.data + kb.off64[j]
+                s.lens[i] = kb.off64[j + 1] - kb.off64[j]
+            hash_pointers(s.ptrs, s.lens, cnt, algo, s.q)
     return bad
 
 

@@ -4,6 +4,7 @@ Oracles: ``xxhash`` (XXH3-64), ``hashlib`` (MD5), ``mmh3`` (MurmurHash3_x64_128)
 """
 
 import hashlib
+import random
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -327,3 +328,20 @@ def test_long_inputs_from_threads():
     with ThreadPoolExecutor(max_workers=4) as ex:
         for _ in range(5):
             assert list(ex.map(work, bufs)) == expected
+
+
+def test_md5_batches_of_every_length_match_hashlib():
+    """Batches hash md5 eight short keys at a time; lengths around the one-block limit
+    (55 bytes) and groups that mix short and long keys take the other path."""
+    import hashring
+
+    pa = pytest.importorskip("pyarrow")
+    rnd = random.Random(3)
+    keys = [bytes(rnd.randrange(1, 256) for _ in range(n)) for n in list(range(130)) * 3]
+    rnd.shuffle(keys)
+    expected = [int.from_bytes(hashlib.md5(k).digest()[:8], "little") for k in keys]
+    assert hashring.hash64_many(keys, "md5").tolist() == expected
+    assert hashring.hash64_many(pa.array(keys, pa.binary()), "md5").tolist() == expected
+    nonzero_tail = [k for k in keys if not k.endswith(b"\0")]        # numpy S strips NULs
+    assert hashring.hash64_many(np.array(nonzero_tail, dtype="S"), "md5").tolist() == [
+        int.from_bytes(hashlib.md5(k).digest()[:8], "little") for k in nonzero_tail]
