@@ -519,14 +519,9 @@ cdef extern from "Python.h":
                           int readonly, int flags) except -1
     int PyBUF_WRITABLE
 
-cdef extern from *:
-    void __builtin_prefetch(const void* p) nogil
-
 cdef enum:
     HUGE_PAGE = 2 * 1024 * 1024
-    POINT_PAD = 4       # sentinel points after the last: the four-wide probe never reads past them
-    PREFETCH_BLOCK = 64 # keys whose table reads are in flight together
-    CACHED_TABLE_BYTES = 512 * 1024   # half this machine's L2: below it prefetching only costs
+    CACHED_TABLE_BYTES = 512 * 1024   # half a typical L2: below it prefetching only costs
 
 
 @cython.auto_pickle(False)
@@ -575,59 +570,32 @@ cdef class TableMemory:
         pass
 
 
-# --- lookup kernels -------------------------------------------------------------
+# --- lookup kernels (_search.h) ------------------------------------------------------
 
-cdef inline Py_ssize_t finish_pos(const uint64_t* pts, Py_ssize_t lo, uint64_t q) noexcept nogil:
-    """From a bucket's first point lo, the index of the first point >= q.
+cdef extern from "_search.h" nogil:
+    enum:
+        POINT_PAD "HR_POINT_PAD"
+    Py_ssize_t hr_first_at_least(const uint64_t* pts, Py_ssize_t lo, uint64_t q) noexcept
+    void hr_lookup_many(const uint64_t* pts, const int32_t* own, const uint32_t* bkt, int shift,
+                        const uint64_t* q, int32_t* out, Py_ssize_t n, int cached) noexcept
+    int hr_search_init() noexcept
+    int hr_search_use_avx2
 
-    The four compares are independent (no load waits on another) and sum to the step,
-    since the points are sorted; a bucket holding more than four is rare.
-    """
-    cdef const uint64_t* p = pts + lo
-    cdef Py_ssize_t c = (p[0] < q) + (p[1] < q) + (p[2] < q) + (p[3] < q)
-    lo += c
-    if c == 4:
-        while pts[lo] < q:
-            lo += 1
-    return lo
+cdef bint _cpu_has_avx2 = hr_search_init()
+
+
+def _search_kernel(use_avx2=None):
+    """The batch search kernel in use ("avx2" or "scalar"); tests switch it to run both."""
+    global hr_search_use_avx2
+    if use_avx2 is not None:
+        hr_search_use_avx2 = 1 if (use_avx2 and _cpu_has_avx2) else 0
+    return "avx2" if hr_search_use_avx2 else "scalar"
 
 
 cdef inline Py_ssize_t ring_pos(const uint64_t* pts, const uint32_t* bkt, int shift,
                                 uint64_t q) noexcept nogil:
     """Index of the first point >= q (P, the sentinel, when q is past the last point)."""
-    return finish_pos(pts, bkt[q >> shift], q)
-
-
-cdef void lookup_many(const uint64_t* pts, const int32_t* own, const uint32_t* bkt, int shift,
-                      const uint64_t* q, int32_t* out, Py_ssize_t n, bint cached) noexcept nogil:
-    """out[i] = owner of q[i].
-
-    A table that fits in the core's cache (cached) is searched key by key. For a larger
-    one each block of keys walks bucket, points and owner in three passes with the next
-    level's lines prefetched, so the cache misses of 64 keys overlap instead of queueing
-    behind each other.
-    """
-    cdef uint32_t lo[PREFETCH_BLOCK]
-    cdef uint32_t pos[PREFETCH_BLOCK]
-    cdef Py_ssize_t s, i, m
-    if cached:
-        for i in range(n):
-            out[i] = own[finish_pos(pts, bkt[q[i] >> shift], q[i])]
-        return
-    s = 0
-    while s < n:
-        m = min(<Py_ssize_t>PREFETCH_BLOCK, n - s)
-        for i in range(m):
-            __builtin_prefetch(&bkt[q[s + i] >> shift])
-        for i in range(m):
-            lo[i] = bkt[q[s + i] >> shift]
-            __builtin_prefetch(&pts[lo[i]])
-        for i in range(m):
-            pos[i] = <uint32_t>finish_pos(pts, lo[i], q[s + i])
-            __builtin_prefetch(&own[pos[i]])
-        for i in range(m):
-            out[s + i] = own[pos[i]]
-        s += m
+    return hr_first_at_least(pts, bkt[q >> shift], q)
 
 
 cdef inline Py_ssize_t walk_distinct(const uint64_t* pts, const int32_t* own, const uint32_t* bkt,
@@ -835,8 +803,8 @@ cdef class RingTable:
                     _raise_bad(kb, bad)
                 q = s.q
             with nogil:
-                lookup_many(self.pts, self.own, self.bkt, self.shift, q, &out[start], end - start,
-                            self.cached)
+                hr_lookup_many(self.pts, self.own, self.bkt, self.shift, q, &out[start], end - start,
+                               self.cached)
 
     def map_nodes_batch(self, KeyBatch kb, Py_ssize_t n, int32_t[:, ::1] out,
                         Py_ssize_t start=0, Py_ssize_t stop=-1):

@@ -1,0 +1,130 @@
+/*
+ * hashring/_search.h -- the ring's search kernels.
+ *
+ * A table is a sorted uint64 point array (followed by HR_POINT_PAD copies of
+ * UINT64_MAX), an int32 owner array (one sentinel slot at index P holding the
+ * owner of point 0) and a prefix index: bkt[q >> shift] is the first point
+ * whose top bits are >= q's.  The answer for q is the first point >= q; the
+ * bucket leaves it a few points away, and since the points are sorted the
+ * number of the next four that are < q is exactly the distance to it.
+ *
+ *   hr_first_at_least(pts, lo, q)       that index, from a bucket's start lo
+ *   hr_lookup_many(..., q, out, n, cached)
+ *                                       out[i] = owner of q[i] for a batch
+ *   hr_search_init()                    pick the kernels for this CPU (once)
+ *
+ * On x86-64 with AVX2 the four compares are one vector compare; the choice is
+ * made at run time, so the extension is still built for the baseline CPU.
+ */
+#ifndef HASHRING_SEARCH_H
+#define HASHRING_SEARCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HR_POINT_PAD 4          /* sentinels after the last point */
+#define HR_PREFETCH_BLOCK 64    /* keys whose table reads are in flight together */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HR_SEARCH_AVX2 1
+#include <immintrin.h>
+#endif
+
+static inline ptrdiff_t hr_first_at_least(const uint64_t *pts, ptrdiff_t lo, uint64_t q)
+{
+    const uint64_t *p = pts + lo;
+    ptrdiff_t c = (ptrdiff_t)(p[0] < q) + (p[1] < q) + (p[2] < q) + (p[3] < q);
+    lo += c;
+    if (c == 4) {               /* a crowded bucket: rare */
+        while (pts[lo] < q)
+            lo++;
+    }
+    return lo;
+}
+
+/* The batch loops, written once and instantiated per compare kernel.  A table
+ * that fits in the core's cache is searched key by key; for a larger one each
+ * block of keys walks bucket, points and owner in three passes with the next
+ * level's lines prefetched, so the cache misses of a block overlap instead of
+ * queueing behind each other. */
+#define HR__LOOKUP_LOOPS(ATTR, NAME, FIRST)                                              \
+    ATTR static void NAME(const uint64_t *pts, const int32_t *own, const uint32_t *bkt,  \
+                          int shift, const uint64_t *q, int32_t *out, ptrdiff_t n,         \
+                          int cached)                                                      \
+    {                                                                                      \
+        uint32_t lo[HR_PREFETCH_BLOCK], pos[HR_PREFETCH_BLOCK];                            \
+        ptrdiff_t s, i, m;                                                                 \
+        if (cached) {                                                                      \
+            for (i = 0; i < n; i++)                                                        \
+                out[i] = own[FIRST(pts, bkt[q[i] >> shift], q[i])];                        \
+            return;                                                                        \
+        }                                                                                  \
+        for (s = 0; s < n; s += m) {                                                       \
+            m = n - s < HR_PREFETCH_BLOCK ? n - s : HR_PREFETCH_BLOCK;                     \
+            for (i = 0; i < m; i++)                                                        \
+                __builtin_prefetch(&bkt[q[s + i] >> shift]);                               \
+            for (i = 0; i < m; i++) {                                                      \
+                lo[i] = bkt[q[s + i] >> shift];                                            \
+                __builtin_prefetch(&pts[lo[i]]);                                           \
+            }                                                                              \
+            for (i = 0; i < m; i++) {                                                      \
+                pos[i] = (uint32_t)FIRST(pts, lo[i], q[s + i]);                            \
+                __builtin_prefetch(&own[pos[i]]);                                          \
+            }                                                                              \
+            for (i = 0; i < m; i++)                                                        \
+                out[s + i] = own[pos[i]];                                                  \
+        }                                                                                  \
+    }
+
+HR__LOOKUP_LOOPS(, hr__lookup_scalar, hr_first_at_least)
+
+#ifdef HR_SEARCH_AVX2
+/* AVX2 has only a signed 64-bit compare: flipping the sign bit of both sides
+ * turns it into the unsigned one. */
+__attribute__((target("avx2"))) static inline ptrdiff_t
+hr__first_at_least_avx2(const uint64_t *pts, ptrdiff_t lo, uint64_t q)
+{
+    const __m256i sign = _mm256_set1_epi64x((long long)0x8000000000000000ULL);
+    __m256i p = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(pts + lo)), sign);
+    __m256i k = _mm256_set1_epi64x((long long)(q ^ 0x8000000000000000ULL));
+    int c = __builtin_popcount(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(k, p))));
+    lo += c;
+    if (c == 4) {
+        while (pts[lo] < q)
+            lo++;
+    }
+    return lo;
+}
+
+HR__LOOKUP_LOOPS(__attribute__((target("avx2"))), hr__lookup_avx2, hr__first_at_least_avx2)
+#endif
+
+#undef HR__LOOKUP_LOOPS
+
+/* 1: use the AVX2 kernels; 0: the portable ones.  Set by hr_search_init at
+ * import, and by the tests to run both on the same input. */
+static int hr_search_use_avx2 = 0;
+
+static int hr_search_init(void)
+{
+#ifdef HR_SEARCH_AVX2
+    __builtin_cpu_init();
+    hr_search_use_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+#endif
+    return hr_search_use_avx2;
+}
+
+static inline void hr_lookup_many(const uint64_t *pts, const int32_t *own, const uint32_t *bkt,
+                                  int shift, const uint64_t *q, int32_t *out, ptrdiff_t n,
+                                  int cached)
+{
+#ifdef HR_SEARCH_AVX2
+    if (hr_search_use_avx2) {
+        hr__lookup_avx2(pts, own, bkt, shift, q, out, n, cached);
+        return;
+    }
+#endif
+    hr__lookup_scalar(pts, own, bkt, shift, q, out, n, cached);
+}
+
+#endif /* HASHRING_SEARCH_H */
