@@ -150,7 +150,7 @@ def bench(argv) -> int:
         if args.select:
             cmd += ["-k", args.select]
         print("running:", " ".join(cmd), file=sys.stderr)
-        rc = subprocess.call(cmd, cwd=where.parent)
+        rc = subprocess.call(cmd, cwd=where.parent, stdout=sys.stderr)   # stdout: the report only
         if not os.path.exists(out):
             return rc or 1
         spec = importlib.util.spec_from_file_location("hashring_bench_report", where / "report.py")

@@ -362,56 +362,64 @@ cdef Py_ssize_t _collect_seq(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, _Scr
 cdef Py_ssize_t _fill_queries(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, int algo,
                               _Scratch s) except -2:
     """Fill s.q[0:end-start] with query values. Returns -1, or the index of a bad key."""
-    cdef Py_ssize_t i, j, n, cnt = end - start, bad = -1
-    cdef const char* p
-    cdef Py_ssize_t w = kb.itemsize
+    cdef Py_ssize_t bad
     if kb.kind == K_SEQ:
         _collect_seq(kb, start, end, s)
         with nogil:
-            hash_pointers(s.ptrs, s.lens, cnt, algo, s.q)
+            hash_pointers(s.ptrs, s.lens, end - start, algo, s.q)
         s.release()
         return -1
     with nogil:
-        if kb.kind == K_HASHES:
+        bad = _fill_raw(kb, start, end, algo, s)
+    return bad
+
+
+cdef Py_ssize_t _fill_raw(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, int algo,
+                          _Scratch s) noexcept nogil:
+    """_fill_queries for the kinds read from buffers (all but K_SEQ), without the GIL."""
+    cdef Py_ssize_t i, j, n, cnt = end - start, bad = -1
+    cdef const char* p
+    cdef Py_ssize_t w = kb.itemsize
+    if kb.kind == K_HASHES:
+        for i in range(cnt):
+            s.q[i] = prehashed_query(kb.hashes[start + i], algo)
+        if algo >= 3:
             for i in range(cnt):
-                s.q[i] = prehashed_query(kb.hashes[start + i], algo)
-            if algo >= 3:
-                for i in range(cnt):
-                    if kb.hashes[start + i] > 0xFFFFFFFFULL:
-                        bad = start + i
-                        break
-        elif kb.kind == K_FIXED:
-            for i in range(cnt):
-                p = kb.data + (start + i) * w
-                n = w
-                while n > 0 and p[n - 1] == 0:
-                    n -= 1
-                s.ptrs[i] = p
-                s.lens[i] = n
-            hash_pointers(s.ptrs, s.lens, cnt, algo, s.q)
-        elif kb.kind == K_UCS4:
-            for i in range(cnt):
-                j = (start + i) * w
-                n = w
-                while n > 0 and kb.ucs4[j + n - 1] == 0:
-                    n -= 1
-                n = utf8_from_ucs4(kb.ucs4 + j, n, s.utf8)
-                if n < 0:
+                if kb.hashes[start + i] > 0xFFFFFFFFULL:
                     bad = start + i
                     break
-                s.q[i] = key_query(s.utf8, <size_t>n, algo)
-        elif kb.kind == K_OFF32:
-            for i in range(cnt):
-                j = start + i
-                s.ptrs[i] = kb.data + kb.off32[j]
-                s.lens[i] = kb.off32[j + 1] - kb.off32[j]
-            hash_pointers(s.ptrs, s.lens, cnt, algo, s.q)
-        else:
-            for i in range(cnt):
-                j = start + i
-                s.ptrs[i] = kb.data + kb.off64[j]
-                s.lens[i] = kb.off64[j + 1] - kb.off64[j]
-            hash_pointers(s.ptrs, s.lens, cnt, algo, s.q)
+    elif kb.kind == K_FIXED:
+        for i in range(cnt):
+            p = kb.data + (start + i) * w
+            n = w
+            while n > 0 and p[n - 1] == 0:
+                n -= 1
+            s.ptrs[i] = p
+            s.lens[i] = n
+        hash_pointers(s.ptrs, s.lens, cnt, algo, s.q)
+    elif kb.kind == K_UCS4:
+        for i in range(cnt):
+            j = (start + i) * w
+            n = w
+            while n > 0 and kb.ucs4[j + n - 1] == 0:
+                n -= 1
+            n = utf8_from_ucs4(kb.ucs4 + j, n, s.utf8)
+            if n < 0:
+                bad = start + i
+                break
+            s.q[i] = key_query(s.utf8, <size_t>n, algo)
+    elif kb.kind == K_OFF32:
+        for i in range(cnt):
+            j = start + i
+            s.ptrs[i] = kb.data + kb.off32[j]
+            s.lens[i] = kb.off32[j + 1] - kb.off32[j]
+        hash_pointers(s.ptrs, s.lens, cnt, algo, s.q)
+    else:
+        for i in range(cnt):
+            j = start + i
+            s.ptrs[i] = kb.data + kb.off64[j]
+            s.lens[i] = kb.off64[j + 1] - kb.off64[j]
+        hash_pointers(s.ptrs, s.lens, cnt, algo, s.q)
     return bad
 
 
@@ -578,18 +586,23 @@ cdef extern from "_search.h" nogil:
     Py_ssize_t hr_first_at_least(const uint64_t* pts, Py_ssize_t lo, uint64_t q) noexcept
     void hr_lookup_many(const uint64_t* pts, const int32_t* own, const uint32_t* bkt, int shift,
                         const uint64_t* q, int32_t* out, Py_ssize_t n, int cached) noexcept
-    int hr_search_init() noexcept
-    int hr_search_use_avx2
+    int hr_search_best() noexcept
+    int hr_search_kernel
 
-cdef bint _cpu_has_avx2 = hr_search_init()
+SEARCH_KERNELS = ("scalar", "avx2", "avx512")    # by capability: each CPU runs a prefix
+cdef int _best_kernel = hr_search_best()
+hr_search_kernel = _best_kernel
 
 
-def _search_kernel(use_avx2=None):
-    """The batch search kernel in use ("avx2" or "scalar"); tests switch it to run both."""
-    global hr_search_use_avx2
-    if use_avx2 is not None:
-        hr_search_use_avx2 = 1 if (use_avx2 and _cpu_has_avx2) else 0
-    return "avx2" if hr_search_use_avx2 else "scalar"
+def _search_kernel(name=None):
+    """The batch search kernel in use; tests select each one this CPU runs.
+
+    Returns the name in use, after switching to ``name`` if this CPU runs it.
+    """
+    global hr_search_kernel
+    if name is not None and SEARCH_KERNELS.index(name) <= _best_kernel:
+        hr_search_kernel = SEARCH_KERNELS.index(name)
+    return SEARCH_KERNELS[hr_search_kernel]
 
 
 cdef inline Py_ssize_t ring_pos(const uint64_t* pts, const uint32_t* bkt, int shift,
@@ -793,18 +806,29 @@ cdef class RingTable:
         cdef _Scratch s = _Scratch(_utf8_scratch_size(kb))
         cdef const uint64_t* q
         cdef int algo = self.algo
-        for start in range(start, stop, CHUNK):
-            end = min(start + CHUNK, stop)
-            if kb.kind == K_HASHES and algo < 3:
-                q = kb.hashes + start       # native pre-hashed: search the input in place
-            else:
-                bad = _fill_queries(kb, start, end, algo, s)
-                if bad >= 0:
-                    _raise_bad(kb, bad)
-                q = s.q
-            with nogil:
-                hr_lookup_many(self.pts, self.own, self.bkt, self.shift, q, &out[start], end - start,
-                               self.cached)
+        bad = -1
+        if kb.kind == K_SEQ:            # collecting the keys needs the GIL, chunk by chunk
+            for start in range(start, stop, CHUNK):
+                end = min(start + CHUNK, stop)
+                _fill_queries(kb, start, end, algo, s)
+                with nogil:
+                    hr_lookup_many(self.pts, self.own, self.bkt, self.shift, s.q, &out[start],
+                                   end - start, self.cached)
+            return
+        with nogil:                     # buffers: the whole range without the GIL
+            while start < stop and bad < 0:
+                end = min(start + CHUNK, stop)
+                if kb.kind == K_HASHES and algo < 3:
+                    q = kb.hashes + start       # native pre-hashed: search the input in place
+                else:
+                    bad = _fill_raw(kb, start, end, algo, s)
+                    q = s.q
+                if bad < 0:
+                    hr_lookup_many(self.pts, self.own, self.bkt, self.shift, q, &out[start],
+                                   end - start, self.cached)
+                start = end
+        if bad >= 0:
+            _raise_bad(kb, bad)
 
     def map_nodes_batch(self, KeyBatch kb, Py_ssize_t n, int32_t[:, ::1] out,
                         Py_ssize_t start=0, Py_ssize_t stop=-1):

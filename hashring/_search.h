@@ -11,10 +11,13 @@
  *   hr_first_at_least(pts, lo, q)       that index, from a bucket's start lo
  *   hr_lookup_many(..., q, out, n, cached)
  *                                       out[i] = owner of q[i] for a batch
- *   hr_search_init()                    pick the kernels for this CPU (once)
+ *   hr_search_best()                    the fastest kernel this CPU runs;
+ *                                       hr_search_kernel selects the one used
  *
- * On x86-64 with AVX2 the four compares are one vector compare; the choice is
- * made at run time, so the extension is still built for the baseline CPU.
+ * On x86-64 the compares are vector compares: four points with AVX2, eight
+ * with AVX-512 (which has the unsigned compare, and leaves a crowded bucket's
+ * slow path to one key in a thousand).  The kernel is chosen at run time, so
+ * the extension is still built for the baseline CPU.
  */
 #ifndef HASHRING_SEARCH_H
 #define HASHRING_SEARCH_H
@@ -22,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HR_POINT_PAD 4          /* sentinels after the last point */
+#define HR_POINT_PAD 8          /* sentinels after the last point: the widest probe */
 #define HR_PREFETCH_BLOCK 64    /* keys whose table reads are in flight together */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -47,7 +50,7 @@ static inline ptrdiff_t hr_first_at_least(const uint64_t *pts, ptrdiff_t lo, uin
  * block of keys walks bucket, points and owner in three passes with the next
  * level's lines prefetched, so the cache misses of a block overlap instead of
  * queueing behind each other. */
-#define HR__LOOKUP_LOOPS(ATTR, NAME, FIRST)                                              \
+#define HR__LOOKUP_LOOPS(ATTR, NAME, FIRST, FIRST_FAR)                                            \
     ATTR static void NAME(const uint64_t *pts, const int32_t *own, const uint32_t *bkt,  \
                           int shift, const uint64_t *q, int32_t *out, ptrdiff_t n,         \
                           int cached)                                                      \
@@ -68,7 +71,7 @@ static inline ptrdiff_t hr_first_at_least(const uint64_t *pts, ptrdiff_t lo, uin
                 __builtin_prefetch(&pts[lo[i]]);                                           \
             }                                                                              \
             for (i = 0; i < m; i++) {                                                      \
-                pos[i] = (uint32_t)FIRST(pts, lo[i], q[s + i]);                            \
+                pos[i] = (uint32_t)FIRST_FAR(pts, lo[i], q[s + i]);                        \
                 __builtin_prefetch(&own[pos[i]]);                                          \
             }                                                                              \
             for (i = 0; i < m; i++)                                                        \
@@ -76,7 +79,7 @@ static inline ptrdiff_t hr_first_at_least(const uint64_t *pts, ptrdiff_t lo, uin
         }                                                                                  \
     }
 
-HR__LOOKUP_LOOPS(, hr__lookup_scalar, hr_first_at_least)
+HR__LOOKUP_LOOPS(, hr__lookup_scalar, hr_first_at_least, hr_first_at_least)
 
 #ifdef HR_SEARCH_AVX2
 /* AVX2 has only a signed 64-bit compare: flipping the sign bit of both sides
@@ -96,22 +99,50 @@ hr__first_at_least_avx2(const uint64_t *pts, ptrdiff_t lo, uint64_t q)
     return lo;
 }
 
-HR__LOOKUP_LOOPS(__attribute__((target("avx2"))), hr__lookup_avx2, hr__first_at_least_avx2)
+HR__LOOKUP_LOOPS(__attribute__((target("avx2"))), hr__lookup_avx2, hr__first_at_least_avx2,
+                 hr__first_at_least_avx2)
+
+__attribute__((target("avx512f"))) static inline ptrdiff_t
+hr__first_at_least_avx512(const uint64_t *pts, ptrdiff_t lo, uint64_t q)
+{
+    __mmask8 below = _mm512_cmplt_epu64_mask(_mm512_loadu_si512((const void *)(pts + lo)),
+                                             _mm512_set1_epi64((long long)q));
+    int c = __builtin_popcount((unsigned)below);
+    lo += c;
+    if (c == 8) {
+        while (pts[lo] < q)
+            lo++;
+    }
+    return lo;
+}
+
+/* Eight points span two cache lines; where they come from memory (prefetched,
+ * one line) the four-point compare is the faster one. */
+HR__LOOKUP_LOOPS(__attribute__((target("avx512f,avx2"))), hr__lookup_avx512, hr__first_at_least_avx512,
+                 hr__first_at_least_avx2)
 #endif
 
 #undef HR__LOOKUP_LOOPS
 
-/* 1: use the AVX2 kernels; 0: the portable ones.  Set by hr_search_init at
- * import, and by the tests to run both on the same input. */
-static int hr_search_use_avx2 = 0;
+#define HR_KERNEL_SCALAR 0
+#define HR_KERNEL_AVX2 1
+#define HR_KERNEL_AVX512 2
 
-static int hr_search_init(void)
+/* The batch kernel in use.  Set by hr_search_init at import (the best this
+ * CPU runs), and by the tests to run each on the same input. */
+static int hr_search_kernel = HR_KERNEL_SCALAR;
+
+/* The best kernel this CPU runs. */
+static int hr_search_best(void)
 {
 #ifdef HR_SEARCH_AVX2
     __builtin_cpu_init();
-    hr_search_use_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    if (__builtin_cpu_supports("avx512f"))
+        return HR_KERNEL_AVX512;
+    if (__builtin_cpu_supports("avx2"))
+        return HR_KERNEL_AVX2;
 #endif
-    return hr_search_use_avx2;
+    return HR_KERNEL_SCALAR;
 }
 
 static inline void hr_lookup_many(const uint64_t *pts, const int32_t *own, const uint32_t *bkt,
@@ -119,7 +150,11 @@ static inline void hr_lookup_many(const uint64_t *pts, const int32_t *own, const
                                   int cached)
 {
 #ifdef HR_SEARCH_AVX2
-    if (hr_search_use_avx2) {
+    if (hr_search_kernel == HR_KERNEL_AVX512) {
+        hr__lookup_avx512(pts, own, bkt, shift, q, out, n, cached);
+        return;
+    }
+    if (hr_search_kernel == HR_KERNEL_AVX2) {
         hr__lookup_avx2(pts, own, bkt, shift, q, out, n, cached);
         return;
     }

@@ -276,22 +276,21 @@ def test_subclass_survives_pickle_and_copy():
     assert pickle.loads(pickle.dumps(snap)) == snap
 
 
-@pytest.fixture(params=["scalar", "avx2"])
+@pytest.fixture(params=["scalar", "avx2", "avx512"])
 def search_kernel(request):
     from hashring import _ring
 
     before = _ring._search_kernel()
-    if _ring._search_kernel(request.param == "avx2") != request.param:
-        _ring._search_kernel(before == "avx2")
-        pytest.skip("this CPU has no AVX2")
+    if _ring._search_kernel(request.param) != request.param:
+        pytest.skip(f"this CPU does not run the {request.param} kernel")
     yield request.param
-    _ring._search_kernel(before == "avx2")
+    _ring._search_kernel(before)
 
 
 @pytest.mark.parametrize("n_nodes", [3, 100, 200])
 def test_every_table_size_agrees_with_searchsorted(n_nodes, search_kernel):
     # 3 nodes: a table searched in cache; 100: the prefetching kernel; 200: a table in
-    # its own huge-page mapping. Both the portable and the AVX2 compare.
+    # its own huge-page mapping. Every compare kernel the CPU runs.
     ring = HashRing([f"n{i}" for i in range(n_nodes)])
     snap = ring.snapshot()
     hashes = np.random.default_rng(n_nodes).integers(0, 2**64 - 1, size=300_000, dtype=np.uint64)
