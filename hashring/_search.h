@@ -33,16 +33,22 @@
 #include <immintrin.h>
 #endif
 
-static inline ptrdiff_t hr_first_at_least(const uint64_t *pts, ptrdiff_t lo, uint64_t q)
+/* lo advanced past the c of `width` probed points that are < q; when all were
+ * (a crowded bucket: rare) the rest is walked one by one. */
+static inline ptrdiff_t hr__advance(const uint64_t *pts, ptrdiff_t lo, int c, int width, uint64_t q)
 {
-    const uint64_t *p = pts + lo;
-    ptrdiff_t c = (ptrdiff_t)(p[0] < q) + (p[1] < q) + (p[2] < q) + (p[3] < q);
     lo += c;
-    if (c == 4) {               /* a crowded bucket: rare */
+    if (c == width) {
         while (pts[lo] < q)
             lo++;
     }
     return lo;
+}
+
+static inline ptrdiff_t hr_first_at_least(const uint64_t *pts, ptrdiff_t lo, uint64_t q)
+{
+    const uint64_t *p = pts + lo;
+    return hr__advance(pts, lo, (p[0] < q) + (p[1] < q) + (p[2] < q) + (p[3] < q), 4, q);
 }
 
 /* The batch loops, written once and instantiated per compare kernel.  A table
@@ -90,13 +96,8 @@ hr__first_at_least_avx2(const uint64_t *pts, ptrdiff_t lo, uint64_t q)
     const __m256i sign = _mm256_set1_epi64x((long long)0x8000000000000000ULL);
     __m256i p = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(pts + lo)), sign);
     __m256i k = _mm256_set1_epi64x((long long)(q ^ 0x8000000000000000ULL));
-    int c = __builtin_popcount(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(k, p))));
-    lo += c;
-    if (c == 4) {
-        while (pts[lo] < q)
-            lo++;
-    }
-    return lo;
+    return hr__advance(pts, lo, __builtin_popcount(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(k, p)))),
+                       4, q);
 }
 
 HR__LOOKUP_LOOPS(__attribute__((target("avx2"))), hr__lookup_avx2, hr__first_at_least_avx2,
@@ -107,13 +108,7 @@ hr__first_at_least_avx512(const uint64_t *pts, ptrdiff_t lo, uint64_t q)
 {
     __mmask8 below = _mm512_cmplt_epu64_mask(_mm512_loadu_si512((const void *)(pts + lo)),
                                              _mm512_set1_epi64((long long)q));
-    int c = __builtin_popcount((unsigned)below);
-    lo += c;
-    if (c == 8) {
-        while (pts[lo] < q)
-            lo++;
-    }
-    return lo;
+    return hr__advance(pts, lo, __builtin_popcount((unsigned)below), 8, q);
 }
 
 /* Eight points span two cache lines; where they come from memory (prefetched,
