@@ -82,6 +82,30 @@ cdef inline uint64_t key_query(const char* p, size_t n, int algo) noexcept nogil
     return h
 
 
+cdef extern from *:
+    """
+    /* Length of a NUL-padded fixed-width key (numpy 'S'): its last eight bytes
+     * read as one little-endian word hold the padding in their high bytes, so
+     * one count of leading zero bits finds the end without a byte loop. */
+    static inline Py_ssize_t hr_fixed_len(const char *p, Py_ssize_t w)
+    {
+    #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (w >= 8) {
+            uint64_t tail;
+            memcpy(&tail, p + w - 8, 8);
+            if (tail)
+                return w - (__builtin_clzll(tail) >> 3);
+            w -= 8;
+        }
+    #endif
+        while (w > 0 && p[w - 1] == 0)
+            w--;
+        return w;
+    }
+    """
+    Py_ssize_t hr_fixed_len(const char* p, Py_ssize_t w) noexcept nogil
+
+
 cdef inline uint64_t md5_query(uint32_t a, uint32_t b, int algo) noexcept nogil:
     """key_query's value from the first two md5 digest words (algo 1, 3 or 4)."""
     if algo == 1:
@@ -391,11 +415,8 @@ cdef Py_ssize_t _fill_raw(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, int alg
     elif kb.kind == K_FIXED:
         for i in range(cnt):
             p = kb.data + (start + i) * w
-            n = w
-            while n > 0 and p[n - 1] == 0:
-                n -= 1
             s.ptrs[i] = p
-            s.lens[i] = n
+            s.lens[i] = hr_fixed_len(p, w)
         hash_pointers(s.ptrs, s.lens, cnt, algo, s.q)
     elif kb.kind == K_UCS4:
         for i in range(cnt):

@@ -346,3 +346,14 @@ def test_long_preference_lists_match_a_walk_of_the_points():
                 i = (i + 1) % len(snap.points)
             assert row.tolist() == walk
             assert ring.get_nodes(key, n) == [ring.nodes[o] for o in walk]
+
+
+def test_numpy_s_keys_lose_only_their_trailing_nul_bytes():
+    rnd = random.Random(8)
+    for width in (1, 7, 8, 9, 16, 23):
+        raw = [bytes(rnd.choice(b"\0\0ab\xff") for _ in range(rnd.randrange(width + 1))) for _ in range(500)]
+        raw += [b"", b"\0" * width, b"a" + b"\0" * (width - 1), b"\0" * (width - 1) + b"a"]
+        arr = np.array(raw, dtype=f"S{width}")
+        expected = [k.rstrip(b"\0") for k in raw]
+        assert [bytes(x) for x in arr] == expected          # numpy's own view of the keys
+        np.testing.assert_array_equal(hashring.hash64_many(arr), hashring.hash64_many(expected))
