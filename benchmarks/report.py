@@ -103,7 +103,7 @@ def timing_section(groups) -> list:
             ratio = fmt_ratio(per_item_ns(bench) / base) if base else "-"
             rows.append([group if i == 0 else "", impl(bench), fmt_time(median_ns(bench)),
                          fmt_time(per_item_ns(bench)), ratio])
-    return ["## Timings", "",
+    return ["### Timings", "",
             "Medians. Per item: per key (or per entry, operation) of a round. "
             "Ratio: the row's per-item median over the first hashring row's in its group.", ""] + \
         table(["scenario", "implementation", "median per round", "per key / item", "ratio"], rows)
@@ -119,7 +119,7 @@ def memory_section(groups) -> list:
                                                         extra.get("method", "")]))
     if not rows:
         return []
-    return ["## Memory per ring point (100 nodes, each at its defaults)", ""] + \
+    return ["### Memory per ring point (100 nodes, each at its defaults)", ""] + \
         table(["implementation", "bytes / point", "measured by"], [r for _, r in sorted(rows, key=lambda r: r[0])])
 
 
@@ -138,7 +138,7 @@ def balance_section(groups) -> list:
     sizes = sorted(columns)
     names = list(dict.fromkeys(name for size in sizes for name in columns[size]))
     rows = [[name] + [columns[size].get(name, "-") for size in sizes] for name in names]
-    return ["## Balance: peak / mean keys per node (1M keys, each at its defaults)", ""] + \
+    return ["### Balance: peak / mean keys per node (1M keys, each at its defaults)", ""] + \
         table(["implementation"] + [f"{size:,} nodes" for size in sizes], rows)
 
 
@@ -234,7 +234,7 @@ def targets_section(groups) -> list:
                 [fmt_ratio(value) + keys_note(group), "yes" if value >= 1.7 else "no"]))
     extra("balance, 100 nodes: peak/mean <= 1.10", r"7 balance, 1M keys, 100 nodes", "hashring", "peak_mean", 1.10,
           "{:.3f}")
-    return ["## Targets (issue 3)", ""] + table(["target", "measured", "met"], rows)
+    return ["### Targets (issue 3)", ""] + table(["target", "measured", "met"], rows)
 
 
 def render(data) -> str:

@@ -45,3 +45,5 @@ cdef class RingTable:
 
 cdef class RingLookups:
     cdef public RingTable _table
+
+    cdef RingTable _get_table(self)

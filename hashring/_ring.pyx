@@ -350,12 +350,15 @@ cdef Py_ssize_t _collect_seq(KeyBatch kb, Py_ssize_t start, Py_ssize_t end, _Scr
     cdef bint bytes_repr = kb.bytes_repr
     cdef bint is_list = kb.seq_is_list
     s.release()
-    if is_list and PyList_GET_SIZE(kb.seq) != kb.length:
-        raise RuntimeError(f"keys: the list changed size during the call ({kb.length} -> {len(kb.seq)})")
     i = start
     try:
         while i < end:
             if is_list:
+                # Checked per key: a key's own __index__/__str__ (or a thread it lets
+                # run) may have shrunk the list since the last one.
+                if PyList_GET_SIZE(kb.seq) != kb.length:
+                    raise RuntimeError(f"keys: the list changed size during the call "
+                                       f"({kb.length} -> {len(kb.seq)})")
                 obj = PyList_GET_ITEM(kb.seq, i)
                 Py_INCREF_PTR(obj)
                 s.refs[s.n_refs] = obj
@@ -568,9 +571,11 @@ cdef class TableMemory:
     def __cinit__(self, Py_ssize_t size):
         cdef size_t want, lead
         cdef char* p
+        if size < 0:
+            raise ValueError("TableMemory: negative size")
         self.size = size
         if size < HUGE_PAGE:
-            self.data = <char*>malloc(size if size > 0 else 1)
+            self.data = <char*>calloc(size if size > 0 else 1, 1)
             if self.data == NULL:
                 raise MemoryError()
             return
@@ -709,7 +714,7 @@ cdef class RingTable:
                 rank_ptr = &rk[0]
         cdef int bits = 1
         # 0.5..1 bucket per point: the bucket table costs at most 4 bytes per point.
-        while (1 << (bits + 1)) <= P and bits < 40:
+        while ((<Py_ssize_t>1) << (bits + 1)) <= P and bits < 40:
             bits += 1
         nb = (<Py_ssize_t>1) << bits
         cdef Py_ssize_t off_own = ((P + POINT_PAD) * 8 + 63) & ~63
@@ -786,17 +791,18 @@ cdef class RingTable:
         self._check()
         cdef uint64_t q = self._query(key)
         cdef Py_ssize_t found, k
+        cdef Py_ssize_t most = min(n, len(self.names))     # no walk finds more
         cdef int32_t small[SMALL_N]
         cdef int32_t* out = small
         cdef uint8_t* seen = NULL
-        if n > SMALL_N:
-            out = <int32_t*>malloc(n * sizeof(int32_t))
+        if most > SMALL_N:
+            out = <int32_t*>malloc(most * sizeof(int32_t))
             seen = <uint8_t*>calloc(len(self.names) + 1, 1)
             if out == NULL or seen == NULL:
                 free(out)
                 free(seen)
                 raise MemoryError()
-        found = walk_distinct(self.pts, self.own, self.bkt, self.shift, self.n_points, q, n, out, seen)
+        found = walk_distinct(self.pts, self.own, self.bkt, self.shift, self.n_points, q, most, out, seen)
         names = self.names
         result = [names[out[k]] for k in range(found)]
         if out != small:
@@ -936,16 +942,21 @@ cdef class RingLookups:
     """Compiled single-key lookups, shared by HashRing and RingSnapshot (which set
     ``_table``), so a call costs one C method call."""
 
+    cdef RingTable _get_table(self):
+        if self._table is None:
+            raise TypeError(f"this {type(self).__name__} was not initialised (__init__ was not run)")
+        return self._table
+
     def get_node(self, key):
         """Name of the node that owns ``key``."""
-        return self._table._node(key)
+        return self._get_table()._node(key)
 
     def get_nodes(self, key, n):
         """Preference list: ``n`` distinct node names in ring order, owner first.
 
         ``n`` larger than the number of nodes raises ``ValueError``.
         """
-        cdef RingTable table = self._table
+        cdef RingTable table = self._get_table()
         table._check()
         if type(n) is not int or not 1 <= n <= len(table.names):
             n = self._check_n(n, len(table.names))    # the messages live in ring.py

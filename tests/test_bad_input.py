@@ -242,3 +242,41 @@ def test_prehashed_python_ints():
         ring.lookup_hashes([-1])
     with pytest.raises(ValueError, match=r"hashes must be in \[0, 2\*\*64\)"):
         ring.lookup_hashes([2**64])
+
+
+def test_a_key_that_empties_its_own_list_is_refused():
+    keys = []
+
+    class Shrinking:
+        def __index__(self):
+            keys.clear()
+            return 5
+
+    keys.extend([Shrinking()] + [f"k{i}" for i in range(4000)])
+    with pytest.raises(RuntimeError, match="changed size"):
+        HashRing(["a", "b", "c"]).map(keys)
+
+    class LoudStr(str):
+        def __str__(self):
+            keys[:] = []
+            return "x"
+
+    keys[:] = [LoudStr("a")] + [f"k{i}" for i in range(4000)]
+    with pytest.raises(RuntimeError, match="changed size"):
+        HashRing(["a", "b", "c"], compat="uhashring").map(keys)
+
+
+def test_lookups_on_uninitialised_objects_raise():
+    from hashring import RingSnapshot
+
+    for obj in (HashRing.__new__(HashRing), RingSnapshot.__new__(RingSnapshot)):
+        with pytest.raises(TypeError, match="not initialised"):
+            obj.get_node("x")
+        with pytest.raises(TypeError, match="not initialised"):
+            obj.get_nodes("x", 1)
+
+
+def test_private_get_nodes_with_a_huge_n():
+    table = HashRing([f"n{i}" for i in range(10)]).snapshot()._table
+    with pytest.raises(ValueError, match="exceeds the 10 nodes"):
+        table.get_nodes("x", 2**62)
