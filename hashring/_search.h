@@ -75,6 +75,7 @@ static inline ptrdiff_t hr_first_at_least(const uint64_t *pts, ptrdiff_t lo, uin
             for (i = 0; i < m; i++) {                                                      \
                 lo[i] = bkt[q[s + i] >> shift];                                            \
                 __builtin_prefetch(&pts[lo[i]]);                                           \
+                __builtin_prefetch(&pts[lo[i] + 3]);   /* the probe may cross a line */   \
             }                                                                              \
             for (i = 0; i < m; i++) {                                                      \
                 pos[i] = (uint32_t)FIRST_FAR(pts, lo[i], q[s + i]);                        \

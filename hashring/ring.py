@@ -564,7 +564,7 @@ def _check_threads(threads) -> int:
 
 
 def _run_split(call, batches, out, threads: int) -> None:
-    """call(kb, out_part, start, stop) over every batch, ranges spread over threads.
+    """call(kb, out_part, start, stop) over every batch, its ranges spread over threads.
 
     The kernels release the GIL between chunks, so the threads overlap; a failure in
     any range is raised (the first key's, when several fail) after all have stopped.
@@ -573,7 +573,9 @@ def _run_split(call, batches, out, threads: int) -> None:
     for kb in batches:
         part = out[pos:pos + kb.length]
         pos += kb.length
-        k = max(1, min(threads, kb.length // MIN_KEYS_PER_THREAD))
+        # Four ranges a thread, taken from a shared queue: a thread whose core is busy
+        # with something else does less of the work instead of holding everyone up.
+        k = 1 if threads == 1 else max(1, min(4 * threads, kb.length // MIN_KEYS_PER_THREAD))
         bounds = [kb.length * i // k for i in range(k + 1)]
         jobs += [(kb, part, a, b) for a, b in zip(bounds, bounds[1:])]
     if threads == 1 or len(jobs) == 1:
