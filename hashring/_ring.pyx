@@ -546,6 +546,15 @@ cdef extern from "sys/mman.h" nogil:
     int PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MADV_HUGEPAGE
     void* MAP_FAILED
 
+cdef extern from *:
+    """
+    #include <sys/mman.h>
+    #ifndef MADV_POPULATE_WRITE
+    #define MADV_POPULATE_WRITE 23
+    #endif
+    """
+    int MADV_POPULATE_WRITE
+
 cdef extern from "Python.h":
     int PyBuffer_FillInfo(Py_buffer* view, object exporter, void* buf, Py_ssize_t len,
                           int readonly, int flags) except -1
@@ -588,6 +597,8 @@ cdef class TableMemory:
         self.mapped = want
         self.data = p + lead
         madvise(self.data, (<size_t>size + 4095) & ~(<size_t>4095), MADV_HUGEPAGE)
+        # Fault the pages in with one call (Linux >= 5.14; elsewhere they fault on first write).
+        madvise(self.data, (<size_t>size + 4095) & ~(<size_t>4095), MADV_POPULATE_WRITE)
 
     def __dealloc__(self):
         if self.mapping != NULL:
@@ -896,13 +907,29 @@ cdef void bucket_sort(const uint64_t* src_p, const int32_t* src_o, Py_ssize_t P,
                       uint64_t* pts, int32_t* own, uint32_t* bkt) noexcept nogil:
     """Sort (point, owner) pairs into pts/own and fill the prefix index bkt[nb + 1].
 
-    A counting sort on the top bits is stable and leaves about two points a bucket,
-    which an insertion sort then orders by (point, rank[owner]).
+    Input that is already strictly increasing (a rebuild after one node changed) is
+    copied. Otherwise a counting sort on the top bits, stable, leaves about two points
+    a bucket, which an insertion sort then orders by (point, rank[owner]).
     """
     cdef Py_ssize_t i, j, b, lo, hi
     cdef uint32_t total = 0, c
     cdef uint64_t p
     cdef int32_t o
+    i = 1
+    while i < P and src_p[i] > src_p[i - 1]:
+        i += 1
+    if i >= P:
+        memcpy(pts, src_p, P * sizeof(uint64_t))
+        memcpy(own, src_o, P * sizeof(int32_t))
+        b = 0
+        for i in range(P):
+            while b <= <Py_ssize_t>(src_p[i] >> shift):
+                bkt[b] = <uint32_t>i
+                b += 1
+        while b <= nb:
+            bkt[b] = <uint32_t>P
+            b += 1
+        return
     memset(bkt, 0, (nb + 1) * sizeof(uint32_t))
     for i in range(P):
         bkt[src_p[i] >> shift] += 1

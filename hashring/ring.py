@@ -149,10 +149,11 @@ def _parse_nodes(cfg: _Config, nodes) -> dict:
     return weights
 
 
-def _check_size(cfg: _Config, weights: dict):
+def _check_size(cfg: _Config, weights: dict, total: int | None = None):
+    """Refuse rings over MAX_POINTS (total: the native point count, when known)."""
     if cfg.compat:
         total = 4 * cfg.vnodes * max(len(weights), 1)
-    else:
+    elif total is None:
         total = sum(cfg.native_count(w) for w in weights.values())
     if total > MAX_POINTS:
         raise ValueError(f"vnodes={cfg.vnodes} with these weights gives {total} points, above the limit "
@@ -457,7 +458,7 @@ class HashRing(RingLookups):
             if name in snap._weights:
                 raise ValueError(f"node {name!r} is already in the ring")
             weights = {**snap._weights, name: weight}
-            _check_size(cfg, weights)
+            _check_size(cfg, weights, None if cfg.compat else snap._table.n_points + cfg.native_count(weight))
             if cfg.compat:
                 table = _build_compat(cfg, weights)
             else:
@@ -487,9 +488,11 @@ class HashRing(RingLookups):
                 raise KeyError(f"node {name!r} is not in the ring")
             cfg = snap._config
             weight = cfg.check_weight(name, weight)
+            old = snap._weights[name]
             weights = dict(snap._weights)
             weights[name] = weight
-            _check_size(cfg, weights)
+            _check_size(cfg, weights, None if cfg.compat else
+                        snap._table.n_points - cfg.native_count(old) + cfg.native_count(weight))
             if cfg.compat:
                 table = _build_compat(cfg, weights)
             else:
@@ -532,12 +535,20 @@ def _restore(cls, cfg, items):
 
 
 def _insert_native(cfg, table: RingTable, weights: dict, name: str, idx: int) -> RingTable:
-    """Add one node's points (node index idx) to a native table; the table sorts them in."""
+    """Add one node's points (node index idx) to a native table."""
     names = tuple(weights)
     count = cfg.native_count(weights[name])
     new = _ring.vnode_points([name.encode("utf-8")], np.array([count], dtype=np.int64), cfg.algo)
-    points = np.concatenate([table.points, new])
-    owners = np.concatenate([table.owners, np.full(count, idx, dtype=np.int32)])
+    old_points, old_owners = table.points, table.owners
+    new.sort()
+    pos = np.searchsorted(old_points, new)
+    hit = pos < len(old_points)
+    if not (np.any(old_points[pos[hit]] == new[hit]) or np.any(new[1:] == new[:-1])):
+        # No equal points (the rule almost always): merged in order, the table copies them.
+        return RingTable(np.insert(old_points, pos, new), np.insert(old_owners, pos, np.int32(idx)),
+                         names, cfg.algo)
+    points = np.concatenate([old_points, new])
+    owners = np.concatenate([old_owners, np.full(count, idx, dtype=np.int32)])
     return RingTable(points, owners, names, cfg.algo, _name_rank(names))
 
 
