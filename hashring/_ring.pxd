@@ -21,21 +21,30 @@ cdef class KeyBatch:
     cdef Py_ssize_t itemsize
 
 
+cdef extern from "_search.h":
+    ctypedef struct hr_table:
+        const uint64_t* entry
+        const int32_t* own
+        const uint32_t* bkt
+        int shift
+        int owner_bits
+        uint64_t low_mask
+        uint64_t owner_mask
+        Py_ssize_t n
+
+
 cdef class RingTable:
     cdef readonly tuple names
     cdef readonly Py_ssize_t n_points
     cdef readonly int algo
     cdef readonly int bits
-    cdef object memory              # TableMemory behind the three arrays
-    cdef object _points             # uint64[P + POINT_PAD], sentinels UINT64_MAX
-    cdef object _owners             # int32[P + 1], sentinel = owner of point 0
+    cdef object memory              # TableMemory behind the two arrays
+    cdef object _entries            # uint64[P + POINT_PAD]: points, or packed entries (_search.h)
+    cdef object _owners             # int32[P + 1] (full layout), else None
     cdef object _buckets            # uint32[2**bits + 1]
-    cdef const uint64_t* pts
-    cdef const int32_t* own
-    cdef const uint32_t* bkt
-    cdef int shift
+    cdef hr_table tab
     cdef bint bytes_repr
-    cdef bint cached                # small enough to search without prefetching
+    cdef readonly bint packed       # packed layout (tables that do not fit in cache)
 
     cdef int _check(self) except -1
     cdef uint64_t _query(self, key) except? 0

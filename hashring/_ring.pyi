@@ -42,6 +42,7 @@ class RingTable:
     n_points: int
     algo: int
     bits: int
+    packed: bool
     def __init__(self, points: npt.NDArray[np.uint64], owners: npt.NDArray[np.int32],
                  names: tuple[str, ...], algo: int, rank: Any = ...) -> None: ...
     @property

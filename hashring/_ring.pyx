@@ -620,9 +620,9 @@ cdef class TableMemory:
 cdef extern from "_search.h" nogil:
     enum:
         POINT_PAD "HR_POINT_PAD"
-    Py_ssize_t hr_first_at_least(const uint64_t* pts, Py_ssize_t lo, uint64_t q) noexcept
-    void hr_lookup_many(const uint64_t* pts, const int32_t* own, const uint32_t* bkt, int shift,
-                        const uint64_t* q, int32_t* out, Py_ssize_t n, int cached) noexcept
+    Py_ssize_t hr_first_at_least(const hr_table* t, uint64_t q) noexcept
+    int32_t hr_owner(const hr_table* t, Py_ssize_t i) noexcept
+    void hr_lookup_many(const hr_table* t, const uint64_t* q, int32_t* out, Py_ssize_t n) noexcept
     int hr_search_best() noexcept
     int hr_search_kernel
 
@@ -642,28 +642,22 @@ def _search_kernel(name=None):
     return SEARCH_KERNELS[hr_search_kernel]
 
 
-cdef inline Py_ssize_t ring_pos(const uint64_t* pts, const uint32_t* bkt, int shift,
-                                uint64_t q) noexcept nogil:
-    """Index of the first point >= q (P, the sentinel, when q is past the last point)."""
-    return hr_first_at_least(pts, bkt[q >> shift], q)
-
-
-cdef inline Py_ssize_t walk_distinct(const uint64_t* pts, const int32_t* own, const uint32_t* bkt,
-                                     int shift, Py_ssize_t P, uint64_t q, Py_ssize_t n,
+cdef inline Py_ssize_t walk_distinct(const hr_table* t, uint64_t q, Py_ssize_t n,
                                      int32_t* out, uint8_t* seen) noexcept nogil:
     """The first n distinct owners from q's point on, into out; returns how many exist.
 
     seen (one flag per node, all clear) is needed only for n > 16; below that a scan of
     the few owners found so far is cheaper than touching a flag array.
     """
-    cdef Py_ssize_t i = ring_pos(pts, bkt, shift, q)
+    cdef Py_ssize_t P = t.n
+    cdef Py_ssize_t i = hr_first_at_least(t, q)
     cdef Py_ssize_t steps, found = 0, k
     cdef int32_t o
     cdef bint dup
     if i == P:
         i = 0
     for steps in range(P):
-        o = own[i]
+        o = hr_owner(t, i)
         if seen == NULL:
             dup = False
             for k in range(found):
@@ -694,7 +688,7 @@ cdef enum:
 # --- the table --------------------------------------------------------------------
 
 cdef class RingTable:
-    """An immutable ring snapshot: sorted points, owners and a prefix index.
+    """An immutable ring snapshot: a prefix index and one entry per point (_search.h).
 
     ``RingTable(points, owners, names, algo, rank=None)`` sorts the points itself:
     by value, then (with ``rank``, one int per node) by the owner's rank, then by input
@@ -723,13 +717,21 @@ cdef class RingTable:
             rk = rank
             if len(names):
                 rank_ptr = &rk[0]
+        cdef int owner_bits = (len(names) - 1).bit_length() if len(names) > 1 else 0
         cdef int bits = 1
-        # 0.5..1 bucket per point: the bucket table costs at most 4 bytes per point.
+        # 0.5..1 bucket per point: the index costs at most 4 bytes a point.
         while ((<Py_ssize_t>1) << (bits + 1)) <= P and bits < 40:
             bits += 1
         nb = (<Py_ssize_t>1) << bits
         cdef Py_ssize_t off_own = ((P + POINT_PAD) * 8 + 63) & ~63
         cdef Py_ssize_t off_bkt = (off_own + (P + 1) * 4 + 63) & ~63
+        # A table that fits in cache keeps points and owners apart (the fastest probe);
+        # a larger one packs them, with at least as many prefix bits as an owner needs.
+        cdef bint packed = off_bkt + (nb + 1) * 4 > CACHED_TABLE_BYTES
+        if packed:
+            bits = max(bits, owner_bits)
+            nb = (<Py_ssize_t>1) << bits
+            off_own = off_bkt = ((P + POINT_PAD) * 8 + 63) & ~63
         mem = TableMemory(off_bkt + (nb + 1) * 4)
         self.memory = mem
         self.names = names
@@ -737,42 +739,77 @@ cdef class RingTable:
         self.algo = algo
         self.bytes_repr = algo == ALGO_UHASHRING
         self.bits = bits
-        self.shift = 64 - bits
-        self._points = np.frombuffer(mem, np.uint64, P + POINT_PAD, 0)
-        self._owners = np.frombuffer(mem, np.int32, P + 1, off_own)
+        self.packed = packed
+        self._entries = np.frombuffer(mem, np.uint64, P + POINT_PAD, 0)
+        self._owners = None if packed else np.frombuffer(mem, np.int32, P + 1, off_own)
         self._buckets = np.frombuffer(mem, np.uint32, nb + 1, off_bkt)
-        cdef uint64_t* pv = <uint64_t*>((<TableMemory>mem).data)
-        cdef int32_t* ov = <int32_t*>((<TableMemory>mem).data + off_own)
-        cdef uint32_t* bv = <uint32_t*>((<TableMemory>mem).data + off_bkt)
+        cdef char* base = (<TableMemory>mem).data
+        cdef uint64_t* ev = <uint64_t*>base
+        cdef int32_t* ov = NULL if packed else <int32_t*>(base + off_own)
+        cdef uint32_t* bv = <uint32_t*>(base + off_bkt)
+        self.tab.entry = ev
+        self.tab.own = ov
+        self.tab.bkt = bv
+        self.tab.shift = 64 - bits
+        self.tab.owner_bits = owner_bits if packed else 0
+        self.tab.low_mask = ((<uint64_t>1) << (64 - bits)) - 1 if packed else 0xFFFFFFFFFFFFFFFFULL
+        self.tab.owner_mask = ((<uint64_t>1) << owner_bits) - 1 if packed else 0
+        self.tab.n = P
         cdef const uint64_t[::1] src_p = points
         cdef const int32_t[::1] src_o = owners
+        cdef uint64_t* sorted_p = ev
+        cdef int32_t* sorted_o = ov
+        if packed and P:
+            # Sorted first as (point, owner) pairs, then packed in place of the points.
+            sorted_o = <int32_t*>malloc(P * sizeof(int32_t))
+            if sorted_o == NULL:
+                raise MemoryError()
         with nogil:
             if P:
-                bucket_sort(&src_p[0], &src_o[0], P, rank_ptr, self.shift, nb, pv, ov, bv)
+                bucket_sort(&src_p[0], &src_o[0], P, rank_ptr, self.tab.shift, nb, sorted_p, sorted_o, bv)
             else:
                 memset(bv, 0, (nb + 1) * 4)
-            for i in range(POINT_PAD):
-                pv[P + i] = 0xFFFFFFFFFFFFFFFFULL
-            ov[P] = ov[0] if P else 0
-        self.pts = pv
-        self.own = ov
-        self.bkt = bv
-        self.cached = off_bkt + (nb + 1) * 4 <= CACHED_TABLE_BYTES
+            if packed:
+                for i in range(P):
+                    ev[i] = ((ev[i] & self.tab.low_mask) << owner_bits) | <uint64_t>sorted_o[i]
+                for i in range(POINT_PAD):
+                    ev[P + i] = (self.tab.low_mask << owner_bits) | (<uint64_t>sorted_o[0] if P else 0)
+            else:
+                for i in range(POINT_PAD):
+                    ev[P + i] = 0xFFFFFFFFFFFFFFFFULL
+                ov[P] = ov[0] if P else 0
+        if packed and P:
+            free(sorted_o)
 
     @property
     def points(self):
         """Sorted ring points (read-only uint64 array; compat modes store u32 << 32)."""
-        return self._points[:self.n_points]
+        if not self.packed:
+            return self._entries[:self.n_points]
+        out = np.empty(self.n_points, dtype=np.uint64)
+        cdef uint64_t[::1] o = out
+        cdef Py_ssize_t b, i, nb = (<Py_ssize_t>1) << self.bits
+        cdef int shift = self.tab.shift, ob = self.tab.owner_bits
+        with nogil:
+            for b in range(nb):
+                for i in range(self.tab.bkt[b], self.tab.bkt[b + 1]):
+                    o[i] = ((<uint64_t>b) << shift) | (self.tab.entry[i] >> ob)
+        out.flags.writeable = False
+        return out
 
     @property
     def owners(self):
         """Owner index (into names) of each point (read-only int32 array)."""
-        return self._owners[:self.n_points]
+        if not self.packed:
+            return self._owners[:self.n_points]
+        out = (self._entries[:self.n_points] & np.uint64(self.tab.owner_mask)).astype(np.int32)
+        out.flags.writeable = False
+        return out
 
     @property
     def nbytes(self):
         """Bytes held by the lookup structures."""
-        return self._points.nbytes + self._owners.nbytes + self._buckets.nbytes
+        return self._entries.nbytes + self._buckets.nbytes + (0 if self.packed else self._owners.nbytes)
 
     def __reduce__(self):
         return (RingTable, (self.points, self.owners, self.names, self.algo))
@@ -795,7 +832,7 @@ cdef class RingTable:
     cdef object _node(self, key):
         self._check()
         cdef uint64_t q = self._query(key)
-        return self.names[self.own[ring_pos(self.pts, self.bkt, self.shift, q)]]
+        return self.names[hr_owner(&self.tab, hr_first_at_least(&self.tab, q))]
 
     cdef list _nodes(self, key, Py_ssize_t n):
         """n >= 1 distinct names; raises ValueError when fewer nodes own points."""
@@ -813,7 +850,7 @@ cdef class RingTable:
                 free(out)
                 free(seen)
                 raise MemoryError()
-        found = walk_distinct(self.pts, self.own, self.bkt, self.shift, self.n_points, q, most, out, seen)
+        found = walk_distinct(&self.tab, q, most, out, seen)
         names = self.names
         result = [names[out[k]] for k in range(found)]
         if out != small:
@@ -850,8 +887,7 @@ cdef class RingTable:
                 end = min(start + CHUNK, stop)
                 _fill_queries(kb, start, end, algo, s)
                 with nogil:
-                    hr_lookup_many(self.pts, self.own, self.bkt, self.shift, s.q, &out[start],
-                                   end - start, self.cached)
+                    hr_lookup_many(&self.tab, s.q, &out[start], end - start)
             return
         with nogil:                     # buffers: the whole range without the GIL
             while start < stop and bad < 0:
@@ -862,8 +898,7 @@ cdef class RingTable:
                     bad = _fill_raw(kb, start, end, algo, s)
                     q = s.q
                 if bad < 0:
-                    hr_lookup_many(self.pts, self.own, self.bkt, self.shift, q, &out[start],
-                                   end - start, self.cached)
+                    hr_lookup_many(&self.tab, q, &out[start], end - start)
                 start = end
         if bad >= 0:
             _raise_bad(kb, bad)
@@ -891,8 +926,7 @@ cdef class RingTable:
                     _raise_bad(kb, bad)
                 with nogil:
                     for i in range(end - start):
-                        found = walk_distinct(self.pts, self.own, self.bkt, self.shift, self.n_points,
-                                              s.q[i], n, &out[start + i, 0], seen)
+                        found = walk_distinct(&self.tab, s.q[i], n, &out[start + i, 0], seen)
                         if found < n:
                             short = found
                             break

@@ -177,13 +177,26 @@ def test_arrow_offsets_are_checked_before_reading():
         ring.map(pa.chunked_array([["x", "y", "z"], [None]]))
 
 
-def test_snapshot_tables_cannot_be_made_writable():
-    snap = HashRing(["a", "b", "c"], vnodes=4).snapshot()
+@pytest.mark.parametrize("n_nodes", [3, 200])
+def test_snapshot_arrays_cannot_change_the_ring(n_nodes):
+    # 3 nodes: the arrays are read-only views of the table; 200 nodes (a packed table):
+    # read-only copies, which may be made writable but are the ring's no longer.
+    ring = HashRing([f"n{i}" for i in range(n_nodes)])
+    snap = ring.snapshot()
+    keys = [f"k{i}" for i in range(1000)]
+    before = ring.map(keys)
     for arr in (snap.points, snap.owners):
         with pytest.raises(ValueError):
             arr[0] = 0
-        with pytest.raises(ValueError):
-            arr.base.flags.writeable = True
+        try:
+            arr.flags.writeable = True
+        except ValueError:
+            assert not snap._table.packed
+            continue
+        assert snap._table.packed
+        arr[:] = 0
+    np.testing.assert_array_equal(ring.map(keys), before)
+    assert snap.points[-1] != 0
 
 
 def test_private_table_guards():

@@ -287,11 +287,13 @@ def search_kernel(request):
     _ring._search_kernel(before)
 
 
-@pytest.mark.parametrize("n_nodes", [3, 100, 200])
-def test_every_table_size_agrees_with_searchsorted(n_nodes, search_kernel):
-    # 3 nodes: a table searched in cache; 100: the prefetching kernel; 200: a table in
-    # its own huge-page mapping. Every compare kernel the CPU runs.
-    ring = HashRing([f"n{i}" for i in range(n_nodes)])
+@pytest.mark.parametrize("n_nodes, vnodes", [(3, None), (100, None), (200, None), (70_000, 1)])
+def test_every_table_size_agrees_with_searchsorted(n_nodes, vnodes, search_kernel):
+    # 3 nodes: a full table searched in cache; 100: a packed one, prefetched; 200: packed
+    # in its own huge-page mapping; 70,000 nodes of one point: packed with more prefix
+    # bits than the points alone would get. Every compare kernel the CPU runs.
+    ring = HashRing([f"n{i}" for i in range(n_nodes)], vnodes=vnodes)
+    assert ring.snapshot()._table.packed == (n_nodes > 3)
     snap = ring.snapshot()
     hashes = np.random.default_rng(n_nodes).integers(0, 2**64 - 1, size=300_000, dtype=np.uint64)
     hashes[:4] = [0, 2**64 - 1, snap.points[0], snap.points[-1]]
