@@ -148,7 +148,7 @@ class Hashring(Peer):
 
     def bytes_per_point(self, names):
         snap = self.build(names).snapshot()
-        return snap.nbytes / len(snap.points), "snapshot().nbytes (points, owners, prefix index)"
+        return snap.nbytes / len(snap.points), "snapshot().nbytes (entries and prefix index)"
 
 
 class HashringBatchPreference(Hashring):
