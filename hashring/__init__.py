@@ -7,6 +7,7 @@ answering while nodes are added and removed.
 
 from ._ring import EmptyRingError
 from ._version import __version__
+from .failover import PhiAccrual
 from .keys import hash64, hash64_many
 from .log import (
     BufferClosed,
@@ -44,5 +45,6 @@ __all__ = [
     "BufferClosed",
     "SegmentError",
     "CorruptEntry",
+    "PhiAccrual",
     "__version__",
 ]
