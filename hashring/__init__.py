@@ -7,7 +7,7 @@ answering while nodes are added and removed.
 
 from ._ring import EmptyRingError
 from ._version import __version__
-from .failover import PhiAccrual
+from .failover import MemoryStore, PhiAccrual, StoreEntry
 from .keys import hash64, hash64_many
 from .log import (
     BufferClosed,
@@ -46,5 +46,7 @@ __all__ = [
     "SegmentError",
     "CorruptEntry",
     "PhiAccrual",
+    "MemoryStore",
+    "StoreEntry",
     "__version__",
 ]

@@ -1,4 +1,4 @@
-"""Failover: failure detection for the nodes of a ring (issue 5, first part).
+"""Failover: failure detection and the membership store (issue 5, first parts).
 
 :class:`PhiAccrual` is the φ-accrual failure detector of Hayashibara et al. (SRDS 2004),
 in the form Akka uses: the gaps between a node's heartbeats are modelled as a normal
@@ -9,15 +9,25 @@ distribution (mean and standard deviation over a sliding window), and
 so φ = 1 means a 10% chance that the node is merely late, φ = 8 one in 10**8. A node
 is *suspect* once φ reaches the threshold. Time is passed in by the caller (seconds, from
 any monotonic clock), so tests are deterministic; the detector never reads a clock.
+
+:class:`MemoryStore` is where a controller keeps what must survive it and be agreed on:
+a key-value map whose every change gets a new store-wide revision, writes that take
+effect only if a key is still at the revision the writer read (compare-and-set), and
+leases that expire unless kept alive, taking their keys with them. These are etcd v3's
+primitives (mod_revision compares in a transaction, leases with a TTL), so an etcd
+backend can stand in for the embedded store.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import threading
+import time
 from collections import deque
+from typing import NamedTuple
 
-__all__ = ["PhiAccrual"]
+__all__ = ["PhiAccrual", "MemoryStore", "StoreEntry"]
 
 _LN10 = math.log(10.0)
 
@@ -150,3 +160,168 @@ class PhiAccrual:
         return (f"PhiAccrual(threshold={self.threshold}, window={self.window}, min_std={self.min_std}, "
                 f"acceptable_pause={self.acceptable_pause}, first_gap={self.first_gap}; "
                 f"{len(self._nodes)} nodes)")
+
+
+class StoreEntry(NamedTuple):
+    """A key's value, the store revision that last changed it, and its lease (or None)."""
+
+    value: bytes
+    revision: int
+    lease: int | None
+
+
+class MemoryStore:
+    """The embedded membership store: revisions, compare-and-set, leases (see the module).
+
+    ``clock``: seconds from a monotonic clock, read to expire leases (tests pass a fake).
+    Thread-safe: every call is atomic. Keys are ``str``, values ``bytes`` (what etcd
+    stores; the controller serialises its state).
+    """
+
+    def __init__(self, *, clock=time.monotonic):
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, not {type(clock).__name__}")
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._data: dict = {}
+        self._revision = 0
+        self._leases: dict = {}          # lease id -> [deadline, ttl, set of keys]
+        self._next_lease = 1
+
+    @property
+    def revision(self) -> int:
+        """The store's revision: it grows by one with every change."""
+        with self._lock:
+            self._expire()
+            return self._revision
+
+    def get(self, key: str) -> StoreEntry | None:
+        """The entry of ``key``, or ``None``."""
+        _check_key(key)
+        with self._lock:
+            self._expire()
+            return self._data.get(key)
+
+    def items(self, prefix: str = "") -> list:
+        """``(key, entry)`` pairs whose keys start with ``prefix``, in key order."""
+        _check_key(prefix, "prefix", allow_empty=True)
+        with self._lock:
+            self._expire()
+            return sorted((k, e) for k, e in self._data.items() if k.startswith(prefix))
+
+    def put(self, key: str, value: bytes, *, expect: int | None = None, lease: int | None = None) -> int | None:
+        """Set ``key`` to ``value``; returns the new revision, or ``None`` when ``expect``
+        does not hold and nothing was written.
+
+        ``expect``: ``None`` writes unconditionally; ``0`` only if the key is absent; ``n``
+        only if the key was last changed at revision ``n``. ``lease``: the key is deleted
+        when that lease expires or is revoked.
+        """
+        _check_key(key)
+        if not isinstance(value, bytes):
+            raise TypeError(f"value must be bytes, not {type(value).__name__}")
+        _check_expect(expect)
+        if lease is not None:
+            _check_int("lease", lease, 1)
+        with self._lock:
+            self._expire()
+            if lease is not None and lease not in self._leases:
+                raise KeyError(f"lease {lease} does not exist (expired or revoked)")
+            if not self._holds(key, expect):
+                return None
+            old = self._data.get(key)
+            if old is not None and old.lease is not None:
+                self._leases[old.lease][2].discard(key)
+            self._revision += 1
+            self._data[key] = StoreEntry(value, self._revision, lease)
+            if lease is not None:
+                self._leases[lease][2].add(key)
+            return self._revision
+
+    def delete(self, key: str, *, expect: int | None = None) -> bool:
+        """Delete ``key``; ``False`` when it is absent or ``expect`` does not hold."""
+        _check_key(key)
+        _check_expect(expect)
+        with self._lock:
+            self._expire()
+            if key not in self._data or not self._holds(key, expect):
+                return False
+            self._drop(key)
+            self._revision += 1
+            return True
+
+    def grant_lease(self, ttl: float) -> int:
+        """A new lease that expires ``ttl`` seconds from now unless kept alive."""
+        ttl = _check_positive("ttl", ttl)
+        with self._lock:
+            self._expire()
+            lease = self._next_lease
+            self._next_lease += 1
+            self._leases[lease] = [self._clock() + ttl, ttl, set()]
+            return lease
+
+    def keep_alive(self, lease: int) -> bool:
+        """Push the lease's expiry ``ttl`` seconds past now; ``False`` if it has already
+        expired or been revoked (its keys are gone: the holder has lost them)."""
+        _check_int("lease", lease, 1)
+        with self._lock:
+            self._expire()
+            state = self._leases.get(lease)
+            if state is None:
+                return False
+            state[0] = self._clock() + state[1]
+            return True
+
+    def revoke(self, lease: int) -> None:
+        """End the lease now and delete its keys (no error if it has already ended)."""
+        _check_int("lease", lease, 1)
+        with self._lock:
+            self._expire()
+            self._end_lease(lease)
+
+    def _holds(self, key, expect) -> bool:
+        if expect is None:
+            return True
+        entry = self._data.get(key)
+        return entry is None if expect == 0 else entry is not None and entry.revision == expect
+
+    def _drop(self, key) -> None:
+        entry = self._data.pop(key)
+        if entry.lease is not None and entry.lease in self._leases:
+            self._leases[entry.lease][2].discard(key)
+
+    def _end_lease(self, lease) -> None:
+        state = self._leases.pop(lease, None)
+        if state is not None and state[2]:
+            for key in sorted(state[2]):
+                del self._data[key]
+            self._revision += 1           # the keys of one lease go in one change
+
+    def _expire(self) -> None:
+        if self._leases:
+            now = self._clock()
+            for lease in [lease for lease, state in self._leases.items() if state[0] <= now]:
+                self._end_lease(lease)
+
+    def __repr__(self):
+        return f"MemoryStore({len(self._data)} keys, {len(self._leases)} leases, revision {self._revision})"
+
+
+def _check_key(key, name: str = "key", allow_empty: bool = False) -> None:
+    if not isinstance(key, str):
+        raise TypeError(f"{name} must be a str, not {type(key).__name__}")
+    if not key and not allow_empty:
+        raise ValueError(f"{name} must not be empty")
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, not {value}")
+    return int(value)
+
+
+def _check_expect(expect) -> None:
+    if expect is not None:
+        _check_int("expect", expect, 0)
