@@ -7,7 +7,7 @@ answering while nodes are added and removed.
 
 from ._ring import EmptyRingError
 from ._version import __version__
-from .failover import MemoryStore, PhiAccrual, StoreEntry
+from .failover import MemoryStore, NodeState, PartitionState, PhiAccrual, Promotion, StoreEntry, decide_promotions
 from .keys import hash64, hash64_many
 from .log import (
     BufferClosed,
@@ -48,5 +48,9 @@ __all__ = [
     "PhiAccrual",
     "MemoryStore",
     "StoreEntry",
+    "NodeState",
+    "PartitionState",
+    "Promotion",
+    "decide_promotions",
     "__version__",
 ]

@@ -1,4 +1,4 @@
-"""Failover: failure detection and the membership store (issue 5, first parts).
+"""Failover: failure detection, the membership store and promotion (issue 5, first parts).
 
 :class:`PhiAccrual` is the φ-accrual failure detector of Hayashibara et al. (SRDS 2004),
 in the form Akka uses: the gaps between a node's heartbeats are modelled as a normal
@@ -16,18 +16,28 @@ effect only if a key is still at the revision the writer read (compare-and-set),
 leases that expire unless kept alive, taking their keys with them. These are etcd v3's
 primitives (mod_revision compares in a transaction, leases with a TTL), so an etcd
 backend can stand in for the embedded store.
+
+:func:`decide_promotions` is the controller's decision, kept pure so it can be tested
+case by case: for every partition whose primary is down, the in-sync backup that is up
+and has acknowledged the most takes over under the next epoch (ties: the earlier in the
+partition's preference list). With no such backup the partition is reported unavailable,
+unless unclean promotion is allowed.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import numbers
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["PhiAccrual", "MemoryStore", "StoreEntry"]
+__all__ = ["PhiAccrual", "MemoryStore", "StoreEntry", "NodeState", "PartitionState", "Promotion",
+           "decide_promotions"]
 
 _LN10 = math.log(10.0)
 
@@ -325,3 +335,74 @@ def _check_int(name: str, value, low: int) -> int:
 def _check_expect(expect) -> None:
     if expect is not None:
         _check_int("expect", expect, 0)
+
+
+class NodeState(str, enum.Enum):
+    """A node as the controller sees it: up; suspect (φ over the threshold, not yet
+    convicted); down (convicted: hard timeout or lease expiry)."""
+
+    UP = "up"
+    SUSPECT = "suspect"
+    DOWN = "down"
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """One partition: its replicas (the ring's preference list, preferred primary first),
+    the current primary (``None`` while unavailable), the in-sync replicas and the epoch."""
+
+    partition: int
+    replicas: tuple
+    primary: str | None
+    in_sync: frozenset
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A decision for one partition: ``new_primary`` under ``epoch``, or ``None`` when no
+    replica may take over (the partition is unavailable). ``clean`` is False when the new
+    primary was not in sync (unclean promotion, which can lose acknowledged writes)."""
+
+    partition: int
+    old_primary: str | None
+    new_primary: str | None
+    epoch: int
+    clean: bool
+    reason: str
+
+
+def decide_promotions(partitions, states: Mapping, positions: Mapping, *, unclean: bool = False) -> list:
+    """Promotions for the partitions whose primary is down (or missing).
+
+    ``states``: node -> :class:`NodeState` (a node not listed is down). ``positions``:
+    ``(node, partition)`` -> highest acknowledged position (absent: 0). A suspect
+    primary is not replaced: only a down one is. Candidates are the in-sync replicas that
+    are up; the highest position wins, ties go to the earlier in the preference list.
+    With no candidate and ``unclean`` set, the up replica with the highest position takes
+    over (``clean=False``); otherwise the partition is reported unavailable. Every
+    promotion, and every change to unavailable, bumps the epoch.
+    """
+    decisions = []
+    for part in partitions:
+        if part.primary is not None and states.get(part.primary, NodeState.DOWN) is not NodeState.DOWN:
+            continue
+        up = [node for node in part.replicas
+              if node != part.primary and states.get(node, NodeState.DOWN) is NodeState.UP]
+        clean_candidates = [node for node in up if node in part.in_sync]
+        pool, clean = clean_candidates, True
+        if not pool and unclean:
+            pool, clean = up, False
+        if not pool:
+            if part.primary is None:
+                continue                   # already unavailable; nothing new to decide
+            decisions.append(Promotion(part.partition, part.primary, None, part.epoch + 1, True,
+                                       "primary down, no in-sync replica is up"))
+            continue
+        rank = {node: i for i, node in enumerate(part.replicas)}
+        best = max(pool, key=lambda node: (positions.get((node, part.partition), 0), -rank[node]))
+        why = "primary down" if part.primary is not None else "partition was unavailable"
+        if not clean:
+            why += "; unclean: no in-sync replica is up"
+        decisions.append(Promotion(part.partition, part.primary, best, part.epoch + 1, clean, why))
+    return decisions
