@@ -4,10 +4,11 @@
 Everything here is mechanism. Validation, policy and messages live in ``ring.py``;
 this module trusts its callers for shapes and dtypes and only reports per-key errors.
 
-A ring snapshot is a :class:`RingTable`: a sorted ``uint64`` point array, an ``int32``
-owner array (both with one sentinel slot at the end: point ``UINT64_MAX``, owner of
-point 0, so the wrap-around needs no branch) and a prefix index over the top ``b`` bits
-of the hash. A key is owned by the first point whose value is ``>=`` its query value.
+A ring snapshot is a :class:`RingTable`: a prefix index over the top bits of the hash
+and the points in order, either as a ``uint64`` point array beside an ``int32`` owner
+array (tables that fit in cache) or packed with their owners into one ``uint64`` entry
+each (larger ones); ``_search.h`` describes both and holds the search kernels. A key is
+owned by the first point whose value is ``>=`` its query value.
 The compatibility modes keep their 32-bit ketama points in the top half of the word,
 which keeps the prefix index useful and turns uhashring's "first point > h" into a
 ``>=`` search for ``(h << 32) | 1``.
@@ -19,7 +20,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
-from hashring._hashes cimport hr_md5, hr_md5_32, hr_md5_64, hr_md5_x8, hr_murmur3_64, hr_xxh3_64
+from hashring._hashes cimport hr_md5, hr_md5_64, hr_md5_x8, hr_murmur3_64, hr_xxh3_64
 
 import operator
 
@@ -37,7 +38,6 @@ cdef extern from "Python.h":
     bint PyUnicode_IS_COMPACT_ASCII(PyObject*)
     void* PyUnicode_DATA(PyObject*)
     Py_ssize_t PyUnicode_GET_LENGTH(PyObject*)
-    object PyUnicode_AsUTF8String(PyObject*)
     bint PyUnicode_CheckExact(PyObject*)
     char* PyBytes_AS_STRING(PyObject*)
     Py_ssize_t PyBytes_GET_SIZE(PyObject*)
@@ -68,18 +68,25 @@ class EmptyRingError(LookupError):
     """A lookup was made on a ring that has no nodes (or no points)."""
 
 
+cdef inline uint64_t md5_query(uint32_t a, uint32_t b, int algo) noexcept nogil:
+    """The query value under md5 (algo 1), ketama (3) or uhashring (4) from the digest's
+    first two words A and B: A | B << 32, A << 32, or (A << 32) | 1 (uhashring's "first point
+    > h" as a ">=" search)."""
+    if algo == 1:
+        return (<uint64_t>a) | ((<uint64_t>b) << 32)
+    if algo == 3:
+        return (<uint64_t>a) << 32
+    return ((<uint64_t>a) << 32) | 1
+
+
 cdef inline uint64_t key_query(const char* p, size_t n, int algo) noexcept nogil:
     cdef uint64_t h
     if algo == 0:
         return hr_xxh3_64(p, n, 0)
-    if algo == 1:
-        return hr_md5_64(p, n)
     if algo == 2:
         return hr_murmur3_64(p, n)
-    h = (<uint64_t>hr_md5_32(p, n)) << 32
-    if algo == 4:
-        h |= 1
-    return h
+    h = hr_md5_64(p, n)              # digest words A | B << 32
+    return md5_query(<uint32_t>h, <uint32_t>(h >> 32), algo)
 
 
 cdef extern from *:
@@ -104,15 +111,6 @@ cdef extern from *:
     }
     """
     Py_ssize_t hr_fixed_len(const char* p, Py_ssize_t w) noexcept nogil
-
-
-cdef inline uint64_t md5_query(uint32_t a, uint32_t b, int algo) noexcept nogil:
-    """key_query's value from the first two md5 digest words (algo 1, 3 or 4)."""
-    if algo == 1:
-        return (<uint64_t>a) | ((<uint64_t>b) << 32)
-    if algo == 3:
-        return (<uint64_t>a) << 32
-    return ((<uint64_t>a) << 32) | 1
 
 
 cdef void hash_pointers(const char** ptrs, const Py_ssize_t* lens, Py_ssize_t n, int algo,

@@ -88,7 +88,7 @@ static inline ptrdiff_t hr__full_scalar(const uint64_t *pts, ptrdiff_t lo, uint6
 }
 
 /* Packed layout: only the bucket's cnt entries compare as points. */
-static inline ptrdiff_t hr__first_scalar(const hr_table *t, ptrdiff_t lo, ptrdiff_t cnt, uint64_t q)
+static inline ptrdiff_t hr__packed_scalar(const hr_table *t, ptrdiff_t lo, ptrdiff_t cnt, uint64_t q)
 {
     const uint64_t *e = t->entry + lo, probe = hr__probe(t, q);
     /* & not &&: no branch; entries past the bucket are still inside the table. */
@@ -102,14 +102,14 @@ static inline ptrdiff_t hr_first_at_least(const hr_table *t, uint64_t q)
     const uint32_t *b = t->bkt + (q >> t->shift);
     if (t->own)
         return hr__full_scalar(t->entry, b[0], q);
-    return hr__first_scalar(t, b[0], (ptrdiff_t)b[1] - b[0], q);
+    return hr__packed_scalar(t, b[0], (ptrdiff_t)b[1] - b[0], q);
 }
 
 /* The batch loops, written once and instantiated per compare kernel.  A full
  * (cached) table is searched key by key; for a packed one each block of keys
  * reads its buckets, then its entries, with the next level's lines prefetched,
  * so the cache misses of a block overlap instead of queueing behind each other. */
-#define HR__LOOKUP_LOOPS(ATTR, NAME, FULL, FIRST)                                           \
+#define HR__LOOKUP_LOOPS(ATTR, NAME, FULL, PACKED)                                          \
     ATTR static void NAME(const hr_table *t, const uint64_t *q, int32_t *out, ptrdiff_t n)    \
     {                                                                                         \
         uint32_t lo[HR_PREFETCH_BLOCK], cnt[HR_PREFETCH_BLOCK];                               \
@@ -133,11 +133,11 @@ static inline ptrdiff_t hr_first_at_least(const hr_table *t, uint64_t q)
                 __builtin_prefetch(&t->entry[lo[i] + 4]);   /* the probe may cross a line */  \
             }                                                                                 \
             for (i = 0; i < m; i++)                                                           \
-                out[s + i] = (int32_t)(t->entry[FIRST(t, lo[i], cnt[i], q[s + i])] & t->owner_mask); \
+                out[s + i] = (int32_t)(t->entry[PACKED(t, lo[i], cnt[i], q[s + i])] & t->owner_mask); \
         }                                                                                     \
     }
 
-HR__LOOKUP_LOOPS(, hr__lookup_scalar, hr__full_scalar, hr__first_scalar)
+HR__LOOKUP_LOOPS(, hr__lookup_scalar, hr__full_scalar, hr__packed_scalar)
 
 #ifdef HR_SEARCH_AVX2
 /* AVX2 has only a signed 64-bit compare: flipping the sign bit of both sides
@@ -153,7 +153,7 @@ hr__full_avx2(const uint64_t *pts, ptrdiff_t lo, uint64_t q)
 }
 
 __attribute__((target("avx2"))) static inline ptrdiff_t
-hr__first_avx2(const hr_table *t, ptrdiff_t lo, ptrdiff_t cnt, uint64_t q)
+hr__packed_avx2(const hr_table *t, ptrdiff_t lo, ptrdiff_t cnt, uint64_t q)
 {
     const __m256i sign = _mm256_set1_epi64x((long long)0x8000000000000000ULL);
     const uint64_t probe = hr__probe(t, q);
@@ -164,7 +164,7 @@ hr__first_avx2(const hr_table *t, ptrdiff_t lo, ptrdiff_t cnt, uint64_t q)
     return hr__advance(t->entry, lo, cnt, c, 4, probe);
 }
 
-HR__LOOKUP_LOOPS(__attribute__((target("avx2"))), hr__lookup_avx2, hr__full_avx2, hr__first_avx2)
+HR__LOOKUP_LOOPS(__attribute__((target("avx2"))), hr__lookup_avx2, hr__full_avx2, hr__packed_avx2)
 
 __attribute__((target("avx512f"))) static inline ptrdiff_t
 hr__full_avx512(const uint64_t *pts, ptrdiff_t lo, uint64_t q)
@@ -176,7 +176,7 @@ hr__full_avx512(const uint64_t *pts, ptrdiff_t lo, uint64_t q)
 
 /* Eight points span two cache lines: worth it on a cached table, while from
  * memory (the packed layout, prefetched) the four-entry compare is faster. */
-HR__LOOKUP_LOOPS(__attribute__((target("avx512f,avx2"))), hr__lookup_avx512, hr__full_avx512, hr__first_avx2)
+HR__LOOKUP_LOOPS(__attribute__((target("avx512f,avx2"))), hr__lookup_avx512, hr__full_avx512, hr__packed_avx2)
 #endif
 
 #undef HR__LOOKUP_LOOPS
