@@ -7,7 +7,24 @@ answering while nodes are added and removed.
 
 from ._ring import EmptyRingError
 from ._version import __version__
-from .failover import MemoryStore, NodeState, PartitionState, PhiAccrual, Promotion, StoreEntry, decide_promotions
+from .failover import (
+    ControllerStatus,
+    FailoverController,
+    FailoverEvent,
+    MemoryStore,
+    NodeState,
+    NodeStatus,
+    PartitionState,
+    PartitionStatus,
+    PhiAccrual,
+    Position,
+    Promotion,
+    Route,
+    Routes,
+    StaleEpochError,
+    StoreEntry,
+    decide_promotions,
+)
 from .keys import hash64, hash64_many
 from .log import (
     BufferClosed,
@@ -52,5 +69,14 @@ __all__ = [
     "PartitionState",
     "Promotion",
     "decide_promotions",
+    "FailoverController",
+    "FailoverEvent",
+    "Position",
+    "Route",
+    "Routes",
+    "NodeStatus",
+    "PartitionStatus",
+    "ControllerStatus",
+    "StaleEpochError",
     "__version__",
 ]

@@ -469,6 +469,30 @@ def hash_batch(KeyBatch kb, int algo, uint64_t[::1] out):
         memcpy(&out[start], s.q, (end - start) * sizeof(uint64_t))
 
 
+def route_batch(KeyBatch kb, uint64_t partitions, const int32_t[::1] primary_of, const int64_t[::1] epoch_of,
+                int64_t[::1] out_part, int32_t[::1] out_primary, int64_t[::1] out_epoch):
+    """Failover routes of every key: partition = (top 32 bits of xxh3) * partitions >> 32,
+    then the partition's primary and epoch, in one pass (FailoverController.route_many)."""
+    cdef Py_ssize_t start, end, bad, i, m = kb.length
+    cdef int64_t p
+    if out_part.shape[0] != m or out_primary.shape[0] != m or out_epoch.shape[0] != m:
+        raise ValueError("route_batch: an output has the wrong length")
+    if partitions == 0 or partitions > <uint64_t>primary_of.shape[0] or partitions > <uint64_t>epoch_of.shape[0]:
+        raise ValueError("route_batch: the partition tables are shorter than partitions")
+    cdef _Scratch s = _Scratch(_utf8_scratch_size(kb))
+    for start in range(0, m, CHUNK):
+        end = min(start + CHUNK, m)
+        bad = _fill_queries(kb, start, end, ALGO_XXH3, s)
+        if bad >= 0:
+            _raise_bad(kb, bad)
+        with nogil:
+            for i in range(end - start):
+                p = <int64_t>(((s.q[i] >> 32) * partitions) >> 32)
+                out_part[start + i] = p
+                out_primary[start + i] = primary_of[p]
+                out_epoch[start + i] = epoch_of[p]
+
+
 cdef inline size_t write_label(char* buf, Py_ssize_t nlen, uint64_t j) noexcept nogil:
     """buf holds name + b"-"; append the decimal digits of j and return the label length."""
     cdef char digits[24]

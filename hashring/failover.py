@@ -27,6 +27,8 @@ unless unclean promotion is allowed.
 from __future__ import annotations
 
 import enum
+import json
+import logging
 import math
 import numbers
 import threading
@@ -36,8 +38,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
+
+from . import _ring
+from .keys import key_batches
+
 __all__ = ["PhiAccrual", "MemoryStore", "StoreEntry", "NodeState", "PartitionState", "Promotion",
-           "decide_promotions"]
+           "decide_promotions", "FailoverController", "FailoverEvent", "Position", "Route", "Routes",
+           "NodeStatus", "PartitionStatus", "ControllerStatus", "StaleEpochError", "EVENT_KINDS"]
 
 _LN10 = math.log(10.0)
 
@@ -406,3 +414,798 @@ def decide_promotions(partitions, states: Mapping, positions: Mapping, *, unclea
             why += "; unclean: no in-sync replica is up"
         decisions.append(Promotion(part.partition, part.primary, best, part.epoch + 1, clean, why))
     return decisions
+
+
+# ---------------------------------------------------------------------------------------------
+# The controller
+
+log = logging.getLogger("hashring.failover")
+log.addHandler(logging.NullHandler())
+
+EVENT_KINDS = frozenset({
+    "node_suspect", "node_down", "node_up", "node_trusted",
+    "failover", "unavailable", "fail_back",
+    "isr_shrink", "isr_expand", "stale_epoch",
+    "controller_paused", "controller_active", "controller_standby", "store_conflict",
+})
+_WARN_EVENTS = frozenset({"node_down", "failover", "unavailable", "stale_epoch", "isr_shrink",
+                          "controller_paused", "store_conflict"})
+
+
+class StaleEpochError(Exception):
+    """A write, replication message or acknowledgement carried an epoch older than the
+    partition's (or came from a node that is not the primary of that epoch): refused."""
+
+
+class Position(NamedTuple):
+    """What a replica reports for one partition: the epoch it follows, the highest seq it
+    holds (a backup: acknowledged; the primary: appended) and, from the primary, the
+    commit position (every seq up to it is committed)."""
+
+    epoch: int
+    seq: int
+    commit: int = 0
+
+
+class Route(NamedTuple):
+    """Where a key goes: its partition, the primary (``None``: unavailable, do not
+    serve), the other live replicas in preference order, and the partition's epoch
+    (carry it with every write: a stale one is refused)."""
+
+    partition: int
+    primary: str | None
+    backups: tuple
+    epoch: int
+
+
+class Routes(NamedTuple):
+    """``route_many``'s answer: per key the partition (int64), the primary as an int32
+    index into ``nodes`` (-1: unavailable) and the epoch (int64)."""
+
+    partition: np.ndarray
+    primary: np.ndarray
+    epoch: np.ndarray
+    nodes: tuple
+
+
+@dataclass(frozen=True)
+class FailoverEvent:
+    """Something the controller saw or did. ``kind`` is one of :data:`EVENT_KINDS`."""
+
+    kind: str
+    time: float
+    node: str | None = None
+    partition: int | None = None
+    epoch: int | None = None
+    old_primary: str | None = None
+    new_primary: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    state: NodeState
+    phi: float
+    silence: float              # seconds since the last heartbeat (inf: never heard from)
+    trusted: bool               # eligible to lead and to re-enter in-sync sets (past hold-down)
+    lag: int                    # most entries behind the primary over the partitions it backs up
+    lag_seconds: float          # the same, in seconds behind the primary's reports
+    primary_of: int             # partitions it leads
+
+
+@dataclass(frozen=True)
+class PartitionStatus:
+    partition: int
+    replicas: tuple
+    primary: str | None
+    in_sync: tuple
+    epoch: int
+    commit: int                 # last commit position the primary reported (this epoch)
+    available: bool
+
+
+@dataclass(frozen=True)
+class ControllerStatus:
+    active: bool                # holds the controller lease (a standby does not act)
+    nodes: dict                 # name -> NodeStatus
+    partitions: list            # PartitionStatus, by partition
+    metrics: dict
+
+
+class _NodeTrack:
+    """What the controller knows of one node."""
+
+    __slots__ = ("state", "last", "trusted_at", "down_at", "announced")
+
+    def __init__(self, now: float):
+        self.state = NodeState.UP
+        self.last = None            # time of the last heartbeat (None: never heard from)
+        self.trusted_at = now       # eligible from this time on
+        self.down_at = None
+        self.announced = True       # node_trusted was emitted for the current trusted_at
+
+
+class _PartTrack:
+    """The controller's memory of one partition beyond its stored state."""
+
+    __slots__ = ("revision", "changed_at", "tail", "commit", "reports", "caught_up", "last_seq")
+
+    def __init__(self, revision: int, changed_at: float):
+        self.revision = revision        # store revision of the partition's record
+        self.changed_at = changed_at    # time of the last change of primary
+        self.reset_epoch(changed_at)
+
+    def reset_epoch(self, now: float) -> None:
+        self.tail = -1                  # primary's last reported tail, this epoch (-1: none yet)
+        self.commit = 0
+        self.reports: deque = deque()   # (time, tail) reports of the primary, this epoch
+        self.caught_up: dict = {}       # backup -> newest primary-report time it had caught up to
+        self.last_seq: dict = {}        # node -> (epoch, seq) last reported
+
+
+def _encode_part(part: PartitionState, changed_at: float) -> bytes:
+    return json.dumps({"replicas": list(part.replicas), "primary": part.primary,
+                       "in_sync": sorted(part.in_sync), "epoch": part.epoch,
+                       "changed_at": changed_at}, separators=(",", ":")).encode()
+
+
+def _decode_part(partition: int, value: bytes) -> tuple[PartitionState, float]:
+    d = json.loads(value)
+    return (PartitionState(partition, tuple(d["replicas"]), d["primary"], frozenset(d["in_sync"]),
+                           int(d["epoch"])), float(d["changed_at"]))
+
+
+class FailoverController:
+    """Primary/backup failover over a consistent hash ring (see the README's "Failover").
+
+    The key space is cut into ``partitions`` partitions; a key's partition comes from the
+    top bits of its xxh3 hash, and a partition's replicas are the ring's preference list
+    (``replication_factor`` distinct nodes) of the key ``"partition-<p>"``; the first is
+    the preferred primary. Nodes send heartbeats with their replication positions; the
+    controller convicts silent nodes (φ-accrual, plus ``hard_timeout``), keeps each
+    partition's in-sync set, promotes the most up-to-date in-sync backup of a dead primary
+    under a new epoch, and moves a partition back to its preferred primary once that is in
+    sync again (``fail_back``). Its state lives in ``store`` (compare-and-set on every
+    partition record; a lease marks the active controller).
+
+    ``detector``: a :class:`PhiAccrual`; its threshold convicts (down); ``suspect_phi``
+    (default half the threshold) marks a node suspect. ``hard_timeout``: seconds of
+    silence that convict whatever φ says (and the grace given to nodes never heard from).
+    ``hold_down``: a node that was down is trusted again (may lead, may re-enter in-sync
+    sets) only after heartbeating for this long, and a partition fails back no sooner than
+    this after its last change of primary. ``max_lag``: a backup more than this many
+    seconds behind the primary's reported tail leaves the in-sync set. ``min_in_sync``:
+    in-sync replicas, the primary included, needed to accept writes (``status()`` and
+    ``writable()`` report it; the data path enforces it). ``unclean``: with no in-sync
+    candidate, promote the most up-to-date live replica anyway (can lose acknowledged
+    writes). ``pause_limit``: a gap this long between two ticks means the controller itself
+    was paused; silence during the pause does not count against the nodes. ``clock``:
+    seconds from a monotonic clock (tests pass a fake one).
+    """
+
+    def __init__(self, ring, replication_factor: int = 3, min_in_sync: int = 2, partitions: int = 256,
+                 detector: PhiAccrual | None = None, clock=time.monotonic, *, store=None,
+                 suspect_phi: float | None = None, hard_timeout: float = 5.0, hold_down: float = 10.0,
+                 max_lag: float = 2.0, fail_back: bool = True, unclean: bool = False,
+                 pause_limit: float = 2.0, tick_interval: float = 0.05, lease_ttl: float | None = None,
+                 prefix: str = "hashring"):
+        from .ring import HashRing, RingSnapshot
+        if not isinstance(ring, (HashRing, RingSnapshot)):
+            raise TypeError(f"ring must be a HashRing or RingSnapshot, not {type(ring).__name__}")
+        snap = ring.snapshot() if isinstance(ring, HashRing) else ring
+        rf = _check_int("replication_factor", replication_factor, 1)
+        if rf > len(snap):
+            raise ValueError(f"replication_factor={rf} needs at least {rf} nodes; the ring has {len(snap)}")
+        min_in_sync = _check_int("min_in_sync", min_in_sync, 1)
+        if min_in_sync > rf:
+            raise ValueError(f"min_in_sync={min_in_sync} must not exceed replication_factor={rf}")
+        n_parts = _check_int("partitions", partitions, 1)
+        if n_parts > 1 << 20:
+            raise ValueError(f"partitions must be at most {1 << 20}, not {n_parts}")
+        if detector is None:
+            detector = PhiAccrual()
+        elif not isinstance(detector, PhiAccrual):
+            raise TypeError(f"detector must be a PhiAccrual, not {type(detector).__name__}")
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, not {type(clock).__name__}")
+        if suspect_phi is None:
+            suspect_phi = detector.threshold / 2
+        suspect_phi = _check_positive("suspect_phi", suspect_phi)
+        if suspect_phi > detector.threshold:
+            raise ValueError(f"suspect_phi={suspect_phi} must not exceed the detector's threshold "
+                             f"({detector.threshold})")
+        self.hard_timeout = _check_positive("hard_timeout", hard_timeout)
+        self.hold_down = _check_positive("hold_down", hold_down, allow_zero=True)
+        self.max_lag = _check_positive("max_lag", max_lag)
+        self.pause_limit = _check_positive("pause_limit", pause_limit)
+        self.tick_interval = _check_positive("tick_interval", tick_interval)
+        lease_ttl = self.hard_timeout if lease_ttl is None else _check_positive("lease_ttl", lease_ttl)
+        for name, flag in (("fail_back", fail_back), ("unclean", unclean)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
+        _check_key(prefix, "prefix")
+        if store is None:
+            store = MemoryStore(clock=clock)
+        else:
+            for method in ("get", "put", "grant_lease", "keep_alive", "revoke"):
+                if not callable(getattr(store, method, None)):
+                    raise TypeError(f"store must provide {method}() (the MemoryStore interface)")
+
+        self.ring = snap
+        self.nodes = snap.nodes
+        self.replication_factor = rf
+        self.min_in_sync = min_in_sync
+        self.partitions = n_parts
+        self.detector = detector
+        self.suspect_phi = suspect_phi
+        self.fail_back = fail_back
+        self.unclean = unclean
+        self.lease_ttl = lease_ttl
+        self.store = store
+        self.prefix = prefix
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._callbacks: list = []
+        self._thread = None
+        self._stop = threading.Event()
+        self._node_index = {name: i for i, name in enumerate(self.nodes)}
+
+        now = float(clock())
+        self._started = now
+        self._last_tick = None
+        self._pause_end = now             # silence before this does not count
+        self._nodes = {name: _NodeTrack(now) for name in self.nodes}
+        self._lease = None
+        self._active = False
+        self._stale_seen: set = set()
+        self._metrics = {"failovers": 0, "fail_backs": 0, "unclean_failovers": 0, "stale_epoch_rejections": 0,
+                         "isr_shrinks": 0, "isr_expands": 0, "store_conflicts": 0}
+        self._promotion_delays: deque = deque(maxlen=1000)
+
+        # Placement: each partition's preference list, then its state (from the store if a
+        # previous controller left one there).
+        self._replicas = [tuple(snap.get_nodes(f"partition-{p}", rf)) for p in range(n_parts)]
+        self._parts: list = []
+        self._track: list = []
+        for p in range(n_parts):
+            entry = store.get(self._part_key(p))
+            if entry is not None:
+                part, changed_at = _decode_part(p, entry.value)
+                if set(part.replicas) != set(self._replicas[p]):
+                    raise ValueError(f"the store's partition {p} has replicas {part.replicas}, but this ring "
+                                     f"places it on {self._replicas[p]} (a different ring or prefix?)")
+                self._parts.append(part)
+                self._track.append(_PartTrack(entry.revision, min(changed_at, now)))
+            else:
+                part = PartitionState(p, self._replicas[p], self._replicas[p][0], frozenset(self._replicas[p]), 1)
+                self._parts.append(part)
+                self._track.append(_PartTrack(0, now))
+        self._publish()
+        self._events: list = []
+        self._try_activate(now)
+        self._flush()
+
+    # --- keys and routes ------------------------------------------------------------
+    def _part_key(self, p: int) -> str:
+        return f"{self.prefix}/partition/{p}"
+
+    def partition_of(self, key) -> int:
+        """The partition of ``key`` (by the ring's key rule, hashed with xxh3)."""
+        h = _ring.key_query_value(_ring.key_bytes(key), _ring.ALGO_XXH3)
+        return ((h >> 32) * self.partitions) >> 32
+
+    def route(self, key) -> Route:
+        """Where ``key`` goes now (lock-free: an atomic read of the published table)."""
+        p = self.partition_of(key)
+        primary_idx, epochs, backups = self._view
+        i = int(primary_idx[p])
+        return Route(p, None if i < 0 else self.nodes[i], backups[p], int(epochs[p]))
+
+    def route_many(self, keys) -> Routes:
+        """``route`` for a batch of keys (any batch ``HashRing.map`` takes), as arrays:
+        one compiled pass hashes each key and reads its partition's primary and epoch."""
+        batches = key_batches(keys, bytes_repr=False)
+        n = sum(kb.length for kb in batches)
+        part = np.empty(n, dtype=np.int64)
+        primary = np.empty(n, dtype=np.int32)
+        epoch = np.empty(n, dtype=np.int64)
+        primary_idx, epochs, _ = self._view            # one table for the whole batch
+        pos = 0
+        for kb in batches:
+            end = pos + kb.length
+            _ring.route_batch(kb, self.partitions, primary_idx, epochs, part[pos:end], primary[pos:end],
+                              epoch[pos:end])
+            pos = end
+        return Routes(part, primary, epoch, self.nodes)
+
+    def partition(self, p: int) -> PartitionState:
+        """The state of partition ``p``."""
+        p = _check_int("p", p, 0)
+        if p >= self.partitions:
+            raise ValueError(f"p must be below partitions={self.partitions}, not {p}")
+        return self._parts[p]
+
+    def writable(self, p: int) -> bool:
+        """Whether partition ``p`` may accept writes: it has a primary and at least
+        ``min_in_sync`` in-sync replicas (the primary included)."""
+        part = self.partition(p)
+        return part.primary is not None and len(part.in_sync) >= self.min_in_sync
+
+    def check_epoch(self, p: int, epoch: int, node: str | None = None) -> None:
+        """Fencing for a data path that asks the controller: raise :class:`StaleEpochError`
+        unless ``epoch`` is partition ``p``'s current epoch (and ``node``, if given, its
+        primary)."""
+        part = self.partition(p)
+        epoch = _check_int("epoch", epoch, 0)
+        if epoch != part.epoch or (node is not None and node != part.primary):
+            with self._lock:
+                self._metrics["stale_epoch_rejections"] += 1
+            who = f" from {node!r}" if node is not None else ""
+            raise StaleEpochError(f"partition {p}: epoch {epoch}{who} refused; the partition is at epoch "
+                                  f"{part.epoch} with primary {part.primary!r}")
+
+    def _publish(self) -> None:
+        """Swap in new routing arrays (readers never lock; they see one table or the other)."""
+        primary_idx = np.array([-1 if part.primary is None else self._node_index[part.primary]
+                                for part in self._parts], dtype=np.int32)
+        epochs = np.array([part.epoch for part in self._parts], dtype=np.int64)
+        backups = tuple(tuple(n for n in part.replicas if n != part.primary
+                              and self._nodes[n].state is not NodeState.DOWN) for part in self._parts)
+        primary_idx.flags.writeable = False
+        epochs.flags.writeable = False
+        self._view = (primary_idx, epochs, backups)
+
+    # --- events -------------------------------------------------------------------------
+    def on_event(self, callback) -> None:
+        """Call ``callback(event)`` for every :class:`FailoverEvent` (after the state
+        change, outside the controller's lock; an exception in it is logged, not raised)."""
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        with self._lock:
+            self._callbacks.append(callback)
+
+    def _emit(self, kind: str, now: float, **fields) -> None:
+        self._events.append(FailoverEvent(kind, now, **fields))
+
+    def _flush(self) -> list:
+        """Hand out the events gathered under the lock: log them, call the callbacks."""
+        with self._lock:
+            events, self._events = self._events, []
+            callbacks = list(self._callbacks)
+        for event in events:
+            level = logging.WARNING if event.kind in _WARN_EVENTS else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(level, "%s%s%s%s: %s", event.kind,
+                        "" if event.node is None else f" node={event.node}",
+                        "" if event.partition is None else f" partition={event.partition}",
+                        "" if event.epoch is None else f" epoch={event.epoch}", event.reason)
+            for callback in callbacks:
+                try:
+                    callback(event)
+                except Exception:
+                    log.exception("failover event callback %r failed on %s", callback, event.kind)
+        return events
+
+    # --- heartbeats ---------------------------------------------------------------------
+    def heartbeat(self, node: str, positions: Mapping | None = None, now: float | None = None) -> None:
+        """Record a heartbeat from ``node`` with its replication positions.
+
+        ``positions``: partition -> :class:`Position` (or an ``(epoch, seq)`` /
+        ``(epoch, seq, commit)`` tuple). The primary of a partition reports its tail and
+        commit, a backup the highest seq it has acknowledged. A position under an older
+        epoch than the partition's is refused (a ``stale_epoch`` event) while the
+        heartbeat still counts as a sign of life.
+        """
+        if node not in self._node_index:
+            raise KeyError(f"node {node!r} is not in the controller's ring")
+        parsed = self._parse_positions(positions)
+        if now is None:
+            now = self._clock()
+        now = PhiAccrual._check_now(now)
+        with self._lock:
+            track = self._nodes[node]
+            if track.last is not None and now < track.last:
+                raise ValueError(f"now={now!r} is before {node!r}'s last heartbeat ({track.last!r})")
+            if track.state is NodeState.DOWN:
+                # Back from the dead: a fresh history (the long gap is not a sample), and no
+                # trust until it has kept heartbeating for hold_down.
+                self.detector.forget(node)
+                track.state = NodeState.UP
+                track.trusted_at = now + self.hold_down
+                track.down_at = None
+                track.announced = False
+                self._emit("node_up", now, node=node,
+                           reason=f"heartbeating again; trusted from t={track.trusted_at:.3f}")
+                self._publish()
+            self.detector.heartbeat(node, now)
+            track.last = now
+            for p, pos in parsed:
+                self._record_position(node, p, pos, now)
+        if self._events:
+            self._flush()
+
+    def _parse_positions(self, positions) -> list:
+        if positions is None:
+            return []
+        if not isinstance(positions, Mapping):
+            raise TypeError(f"positions must be a mapping of partition -> Position, not {type(positions).__name__}")
+        out = []
+        for p, pos in positions.items():
+            if isinstance(p, bool) or not isinstance(p, numbers.Integral) or not 0 <= p < self.partitions:
+                raise ValueError(f"positions: {p!r} is not a partition (0..{self.partitions - 1})")
+            if not isinstance(pos, tuple) or len(pos) not in (2, 3):
+                raise TypeError(f"positions[{p}] must be a Position or an (epoch, seq[, commit]) tuple, not {pos!r}")
+            try:
+                pos = Position(*(_check_int(f"positions[{p}].{f}", v, 0) for f, v in zip(Position._fields, pos)))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(str(exc)) from None
+            if pos.commit > pos.seq:
+                raise ValueError(f"positions[{p}]: commit {pos.commit} is beyond seq {pos.seq}")
+            out.append((int(p), pos))
+        return out
+
+    def _record_position(self, node, p, pos, now) -> None:
+        part = self._parts[p]
+        track = self._track[p]
+        if node not in part.replicas:
+            return                                  # not a replica of p: nothing to learn
+        if pos.epoch < part.epoch:
+            self._metrics["stale_epoch_rejections"] += 1
+            if (node, p, pos.epoch) not in self._stale_seen:
+                self._stale_seen.add((node, p, pos.epoch))
+                self._emit("stale_epoch", now, node=node, partition=p, epoch=pos.epoch,
+                           reason=f"position under epoch {pos.epoch} refused; the partition is at epoch {part.epoch}")
+            return
+        if pos.epoch > part.epoch:
+            return                                  # from a future the store has not told us of
+        previous = track.last_seq.get(node)
+        track.last_seq[node] = (pos.epoch, pos.seq)
+        if node == part.primary:
+            track.tail = max(track.tail, pos.seq)
+            track.commit = max(track.commit, pos.commit)
+            track.reports.append((now, track.tail))
+            horizon = now - 2 * self.max_lag
+            while len(track.reports) > 1 and track.reports[1][0] <= horizon:
+                track.reports.popleft()
+            return
+        if previous is not None and previous[0] == pos.epoch and pos.seq < previous[1]:
+            # Went backwards in one epoch: it restarted and lost what it held.
+            track.caught_up.pop(node, None)
+            if node in part.in_sync:
+                self._change_isr(p, part.in_sync - {node}, now, "isr_shrink", node,
+                                 f"its position went back from {previous[1]} to {pos.seq} (restarted?)")
+            return
+        for t, tail in reversed(track.reports):
+            if tail <= pos.seq:
+                if t > track.caught_up.get(node, -math.inf):
+                    track.caught_up[node] = t
+                break
+
+    # --- the loop --------------------------------------------------------------------------
+    def tick(self, now: float | None = None) -> list:
+        """Run one round: convict or clear nodes, keep in-sync sets, promote, fail back.
+        Returns the events of this round (also logged and passed to the callbacks)."""
+        if now is None:
+            now = self._clock()
+        now = PhiAccrual._check_now(now)
+        with self._lock:
+            if self._last_tick is not None and now < self._last_tick:
+                raise ValueError(f"now={now!r} is before the last tick ({self._last_tick!r})")
+            if self._last_tick is not None and now - self._last_tick > self.pause_limit:
+                # We were paused (GC, SIGSTOP, a stalled VM): the nodes' silence during it
+                # is ours, not theirs.
+                self._pause_end = now
+                self._emit("controller_paused", now, reason=f"no tick for {now - self._last_tick:.3f} s; "
+                           "silence before now is not held against the nodes")
+            self._last_tick = now
+            if self._try_activate(now):
+                self._update_nodes(now)
+                self._update_in_sync(now)
+                self._promote(now)
+                if self.fail_back:
+                    self._fail_back(now)
+        return self._flush()
+
+    def _try_activate(self, now) -> bool:
+        key = f"{self.prefix}/controller"
+        if self._lease is not None and self.store.keep_alive(self._lease):
+            return True
+        if self._active:
+            self._active = False
+            self._emit("controller_standby", now, reason="lost the controller lease")
+        self._lease = self.store.grant_lease(self.lease_ttl)
+        if self.store.put(key, repr(id(self)).encode(), expect=0, lease=self._lease) is None:
+            self.store.revoke(self._lease)
+            self._lease = None
+            return False
+        self._active = True
+        # Another controller may have changed partitions while we were standing by.
+        for p in range(self.partitions):
+            entry = self.store.get(self._part_key(p))
+            if entry is not None and entry.revision != self._track[p].revision:
+                self._reload(p, entry, now)
+        self._publish()
+        self._emit("controller_active", now, reason="holds the controller lease")
+        return True
+
+    def _reload(self, p, entry, now) -> None:
+        part, changed_at = _decode_part(p, entry.value)
+        old = self._parts[p]
+        self._parts[p] = part
+        track = self._track[p]
+        track.revision = entry.revision
+        if part.epoch != old.epoch:
+            track.changed_at = min(changed_at, now)
+            track.reset_epoch(now)
+
+    def _effective_silence(self, track: _NodeTrack, now: float) -> float:
+        start = self._pause_end if track.last is None else max(track.last, self._pause_end)
+        return max(0.0, now - start)
+
+    def _phi(self, node, track, now) -> float:
+        if track.last is None:
+            return 0.0
+        return self.detector.phi(node, track.last + self._effective_silence(track, now))
+
+    def _update_nodes(self, now) -> None:
+        changed = False
+        for node, track in self._nodes.items():
+            if track.state is NodeState.DOWN:
+                continue
+            silence = self._effective_silence(track, now)
+            phi = self._phi(node, track, now)
+            if phi >= self.detector.threshold or silence >= self.hard_timeout:
+                why = (f"phi {phi:.2f} >= {self.detector.threshold}" if phi >= self.detector.threshold
+                       else f"silent for {silence:.3f} s >= hard_timeout {self.hard_timeout}")
+                track.state = NodeState.DOWN
+                track.down_at = now
+                self._emit("node_down", now, node=node, reason=why)
+                changed = True
+            elif phi >= self.suspect_phi:
+                if track.state is NodeState.UP:
+                    track.state = NodeState.SUSPECT
+                    self._emit("node_suspect", now, node=node, reason=f"phi {phi:.2f} >= {self.suspect_phi}")
+            elif track.state is NodeState.SUSPECT:
+                track.state = NodeState.UP
+                self._emit("node_up", now, node=node, reason=f"phi {phi:.2f} back below {self.suspect_phi}")
+            if track.state is NodeState.UP and not track.announced and track.trusted_at <= now:
+                track.announced = True
+                self._emit("node_trusted", now, node=node, reason=f"heartbeating for hold_down={self.hold_down} s")
+        if changed:
+            self._publish()
+
+    def _trusted(self, node, now) -> bool:
+        track = self._nodes[node]
+        return track.state is NodeState.UP and track.trusted_at <= now
+
+    def _lag_seconds(self, p, node) -> float:
+        track = self._track[p]
+        if not track.reports:
+            return 0.0
+        newest = track.reports[-1][0]
+        return max(0.0, newest - track.caught_up.get(node, track.changed_at))
+
+    def _update_in_sync(self, now) -> None:
+        for p, part in enumerate(self._parts):
+            if part.primary is None:
+                continue
+            track = self._track[p]
+            primary_up = self._nodes[part.primary].state is NodeState.UP
+            in_sync = set(part.in_sync)
+            reasons = []
+            for node in part.replicas:
+                if node == part.primary:
+                    continue
+                state = self._nodes[node].state
+                if node in in_sync:
+                    if state is NodeState.DOWN:
+                        in_sync.discard(node)
+                        reasons.append(("isr_shrink", node, "down"))
+                    elif primary_up and track.reports and self._lag_seconds(p, node) > self.max_lag:
+                        in_sync.discard(node)
+                        reasons.append(("isr_shrink", node, f"more than max_lag={self.max_lag} s behind"))
+                elif (self._trusted(node, now) and track.reports
+                      and track.caught_up.get(node, -math.inf) >= track.reports[-1][0] - self.max_lag / 2
+                      and track.last_seq.get(node, (0, -1))[1] >= track.commit):
+                    in_sync.add(node)
+                    reasons.append(("isr_expand", node, f"caught up to the primary's tail {track.tail}"))
+            if reasons:
+                for kind, node, why in reasons:
+                    self._change_isr(p, frozenset(in_sync), now, kind, node, why)
+                    part = self._parts[p]
+                    if part.in_sync != frozenset(in_sync):
+                        break                       # the write failed (conflict): try next tick
+
+    def _change_isr(self, p, in_sync, now, kind, node, reason) -> None:
+        part = self._parts[p]
+        new = PartitionState(p, part.replicas, part.primary, frozenset(in_sync), part.epoch)
+        if self._write(p, new, self._track[p].changed_at, now):
+            self._metrics["isr_shrinks" if kind == "isr_shrink" else "isr_expands"] += 1
+            self._emit(kind, now, node=node, partition=p, epoch=part.epoch,
+                       reason=f"{reason}; in sync: {sorted(in_sync)}")
+
+    def _write(self, p, new: PartitionState, changed_at: float, now: float) -> bool:
+        """Compare-and-set partition ``p``'s record; on a conflict reload it and say so."""
+        track = self._track[p]
+        revision = self.store.put(self._part_key(p), _encode_part(new, changed_at), expect=track.revision)
+        if revision is None:
+            self._metrics["store_conflicts"] += 1
+            entry = self.store.get(self._part_key(p))
+            if entry is not None:
+                self._reload(p, entry, now)
+            self._emit("store_conflict", now, partition=p,
+                       reason="the partition's record changed under us (another controller?); reloaded")
+            self._publish()
+            return False
+        track.revision = revision
+        self._parts[p] = new
+        return True
+
+    def _decision_view(self, now):
+        """Node states for decide_promotions: a node not yet trusted is no candidate."""
+        states = {}
+        for node, track in self._nodes.items():
+            state = track.state
+            if state is NodeState.UP and track.trusted_at > now:
+                state = NodeState.SUSPECT
+            states[node] = state
+        return states
+
+    def _positions(self, p):
+        track = self._track[p]
+        return {(node, p): track.last_seq.get(node, (0, 0)) for node in self._parts[p].replicas}
+
+    def _promote(self, now) -> None:
+        states = self._decision_view(now)
+        todo = [part for part in self._parts
+                if part.primary is None or states[part.primary] is NodeState.DOWN]
+        if not todo:
+            return
+        positions = {}
+        eligible_parts = []
+        for part in todo:
+            positions.update(self._positions(part.partition))
+            # Safety belt: a replica that reported less than the last commit cannot hold it.
+            commit = self._track[part.partition].commit
+            in_sync = frozenset(n for n in part.in_sync
+                                if n == part.primary or self._track[part.partition].last_seq.get(n, (0, 0))[1] >= commit)
+            eligible_parts.append(PartitionState(part.partition, part.replicas, part.primary, in_sync, part.epoch))
+        changed = False
+        for decision in decide_promotions(eligible_parts, states, positions, unclean=self.unclean):
+            p = decision.partition
+            part = self._parts[p]
+            if decision.new_primary is None:
+                new = PartitionState(p, part.replicas, None, part.in_sync, decision.epoch)
+                if self._write(p, new, now, now):
+                    self._track[p].changed_at = now
+                    self._track[p].reset_epoch(now)
+                    self._emit("unavailable", now, partition=p, epoch=decision.epoch, old_primary=part.primary,
+                               reason=decision.reason)
+                    changed = True
+                continue
+            in_sync = {decision.new_primary} | {n for n in part.in_sync if n != part.primary
+                                                 and states[n] is not NodeState.DOWN}
+            if not decision.clean:
+                in_sync = {decision.new_primary}
+            new = PartitionState(p, part.replicas, decision.new_primary, frozenset(in_sync), decision.epoch)
+            if not self._write(p, new, now, now):
+                continue
+            self._track[p].changed_at = now
+            self._track[p].reset_epoch(now)
+            self._metrics["failovers"] += 1
+            if not decision.clean:
+                self._metrics["unclean_failovers"] += 1
+            failed = self._nodes[part.primary].last if part.primary is not None else None
+            if failed is not None:
+                self._promotion_delays.append(now - failed)
+            self._emit("failover", now, partition=p, epoch=decision.epoch, old_primary=part.primary,
+                       new_primary=decision.new_primary, node=decision.new_primary, reason=decision.reason)
+            changed = True
+        if changed:
+            self._publish()
+
+    def _fail_back(self, now) -> None:
+        changed = False
+        for p, part in enumerate(self._parts):
+            preferred = part.replicas[0]
+            if part.primary is None or part.primary == preferred or preferred not in part.in_sync:
+                continue
+            if not self._trusted(preferred, now) or self._nodes[part.primary].state is not NodeState.UP:
+                continue
+            if now - self._track[p].changed_at < self.hold_down:
+                continue
+            new = PartitionState(p, part.replicas, preferred, part.in_sync, part.epoch + 1)
+            if not self._write(p, new, now, now):
+                continue
+            self._track[p].changed_at = now
+            self._track[p].reset_epoch(now)
+            self._metrics["fail_backs"] += 1
+            self._emit("fail_back", now, partition=p, epoch=new.epoch, old_primary=part.primary,
+                       new_primary=preferred, node=preferred,
+                       reason="the preferred primary is in sync again: hand over (old primary: stop writing)")
+            changed = True
+        if changed:
+            self._publish()
+
+    # --- background thread ------------------------------------------------------------
+    def start(self) -> FailoverController:
+        """Tick every ``tick_interval`` seconds on a daemon thread (on the controller's clock)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                raise RuntimeError("the controller is already running")
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="hashring-failover", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_interval):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("failover tick failed")
+
+    def stop(self) -> None:
+        """Stop the background thread (if running) and give up the controller lease."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self._thread = None
+        with self._lock:
+            if self._lease is not None:
+                self.store.revoke(self._lease)
+                self._lease = None
+            self._active = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # --- status -----------------------------------------------------------------------
+    def status(self, now: float | None = None) -> ControllerStatus:
+        """Nodes (state, φ, silence, lag), partitions (primary, in-sync set, epoch) and metrics."""
+        if now is None:
+            now = self._clock()
+        now = PhiAccrual._check_now(now)
+        with self._lock:
+            lag = {n: 0 for n in self.nodes}
+            lag_s = {n: 0.0 for n in self.nodes}
+            leads = {n: 0 for n in self.nodes}
+            parts = []
+            for p, part in enumerate(self._parts):
+                track = self._track[p]
+                if part.primary is not None:
+                    leads[part.primary] += 1
+                    for node in part.replicas:
+                        if node != part.primary and track.tail >= 0:
+                            seq = track.last_seq.get(node, (0, 0))[1]
+                            lag[node] = max(lag[node], track.tail - seq)
+                            lag_s[node] = max(lag_s[node], self._lag_seconds(p, node))
+                parts.append(PartitionStatus(p, part.replicas, part.primary, tuple(sorted(part.in_sync)),
+                                             part.epoch, track.commit, part.primary is not None))
+            nodes = {}
+            for node, track in self._nodes.items():
+                silence = math.inf if track.last is None else max(0.0, now - track.last)
+                nodes[node] = NodeStatus(track.state, self._phi(node, track, now), silence,
+                                         track.state is NodeState.UP and track.trusted_at <= now,
+                                         lag[node], lag_s[node], leads[node])
+            delays = sorted(self._promotion_delays)
+            metrics = dict(self._metrics)
+            metrics.update(
+                unavailable_partitions=sum(1 for part in self._parts if part.primary is None),
+                under_min_in_sync=sum(1 for part in self._parts
+                                      if part.primary is not None and len(part.in_sync) < self.min_in_sync),
+                promotion_seconds_last=self._promotion_delays[-1] if delays else None,
+                promotion_seconds_median=delays[len(delays) // 2] if delays else None,
+                promotion_seconds_max=delays[-1] if delays else None,
+                replication_lag=lag,
+            )
+            return ControllerStatus(self._active, nodes, parts, metrics)
+
+    def __repr__(self):
+        return (f"<FailoverController {len(self.nodes)} nodes, {self.partitions} partitions, "
+                f"rf={self.replication_factor}, min_in_sync={self.min_in_sync}, "
+                f"{'active' if self._active else 'standby'}>")
