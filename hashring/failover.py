@@ -440,11 +440,16 @@ class StaleEpochError(Exception):
 class Position(NamedTuple):
     """What a replica reports for one partition: the epoch it follows, the highest seq it
     holds (a backup: acknowledged; the primary: appended) and, from the primary, the
-    commit position (every seq up to it is committed)."""
+    commit position (every seq up to it is committed) and ``config``: the revision of the
+    partition's record (``FailoverController.revision(p)``) whose in-sync set its commit
+    rule applies. A replica added to the in-sync set becomes a promotion candidate only
+    once the primary reports a config that new: before that, the primary may have
+    committed entries without it."""
 
     epoch: int
     seq: int
     commit: int = 0
+    config: int = 0
 
 
 class Route(NamedTuple):
@@ -480,6 +485,7 @@ class FailoverEvent:
     old_primary: str | None = None
     new_primary: str | None = None
     reason: str = ""
+    revision: int | None = None     # store revision of the partition's record after a change
 
 
 @dataclass(frozen=True)
@@ -528,31 +534,34 @@ class _NodeTrack:
 class _PartTrack:
     """The controller's memory of one partition beyond its stored state."""
 
-    __slots__ = ("revision", "changed_at", "tail", "commit", "reports", "caught_up", "last_seq")
+    __slots__ = ("revision", "changed_at", "tail", "commit", "reports", "caught_up", "last_seq", "pending",
+                 "adopted")
 
     def __init__(self, revision: int, changed_at: float):
         self.revision = revision        # store revision of the partition's record
         self.changed_at = changed_at    # time of the last change of primary
+        self.pending: dict = {}         # in-sync replica -> revision the primary must confirm
+        self.commit = 0                 # last commit reported (seqs run on across epochs)
         self.reset_epoch(changed_at)
 
     def reset_epoch(self, now: float) -> None:
         self.tail = -1                  # primary's last reported tail, this epoch (-1: none yet)
-        self.commit = 0
         self.reports: deque = deque()   # (time, tail) reports of the primary, this epoch
         self.caught_up: dict = {}       # backup -> newest primary-report time it had caught up to
         self.last_seq: dict = {}        # node -> (epoch, seq) last reported
+        self.adopted = 0                # newest record revision the primary said it applies
 
 
-def _encode_part(part: PartitionState, changed_at: float) -> bytes:
+def _encode_part(part: PartitionState, changed_at: float, pending) -> bytes:
     return json.dumps({"replicas": list(part.replicas), "primary": part.primary,
-                       "in_sync": sorted(part.in_sync), "epoch": part.epoch,
+                       "in_sync": sorted(part.in_sync), "pending": sorted(pending), "epoch": part.epoch,
                        "changed_at": changed_at}, separators=(",", ":")).encode()
 
 
-def _decode_part(partition: int, value: bytes) -> tuple[PartitionState, float]:
+def _decode_part(partition: int, value: bytes) -> tuple[PartitionState, float, list]:
     d = json.loads(value)
     return (PartitionState(partition, tuple(d["replicas"]), d["primary"], frozenset(d["in_sync"]),
-                           int(d["epoch"])), float(d["changed_at"]))
+                           int(d["epoch"])), float(d["changed_at"]), list(d.get("pending", ())))
 
 
 class FailoverController:
@@ -670,12 +679,13 @@ class FailoverController:
         for p in range(n_parts):
             entry = store.get(self._part_key(p))
             if entry is not None:
-                part, changed_at = _decode_part(p, entry.value)
+                part, changed_at, pending = _decode_part(p, entry.value)
                 if set(part.replicas) != set(self._replicas[p]):
                     raise ValueError(f"the store's partition {p} has replicas {part.replicas}, but this ring "
                                      f"places it on {self._replicas[p]} (a different ring or prefix?)")
                 self._parts.append(part)
                 self._track.append(_PartTrack(entry.revision, min(changed_at, now)))
+                self._track[-1].pending = {n: entry.revision for n in pending}
             else:
                 part = PartitionState(p, self._replicas[p], self._replicas[p][0], frozenset(self._replicas[p]), 1)
                 self._parts.append(part)
@@ -724,6 +734,12 @@ class FailoverController:
         if p >= self.partitions:
             raise ValueError(f"p must be below partitions={self.partitions}, not {p}")
         return self._parts[p]
+
+    def revision(self, p: int) -> int:
+        """The store revision of partition ``p``'s record: a primary reports the one it
+        applies as ``Position.config``."""
+        self.partition(p)
+        return self._track[p].revision
 
     def writable(self, p: int) -> bool:
         """Whether partition ``p`` may accept writes: it has a primary and at least
@@ -863,6 +879,10 @@ class FailoverController:
         if node == part.primary:
             track.tail = max(track.tail, pos.seq)
             track.commit = max(track.commit, pos.commit)
+            if pos.config > track.adopted:
+                track.adopted = pos.config
+                for replica in [n for n, rev in track.pending.items() if rev <= pos.config]:
+                    del track.pending[replica]
             track.reports.append((now, track.tail))
             horizon = now - 2 * self.max_lag
             while len(track.reports) > 1 and track.reports[1][0] <= horizon:
@@ -929,11 +949,12 @@ class FailoverController:
         return True
 
     def _reload(self, p, entry, now) -> None:
-        part, changed_at = _decode_part(p, entry.value)
+        part, changed_at, pending = _decode_part(p, entry.value)
         old = self._parts[p]
         self._parts[p] = part
         track = self._track[p]
         track.revision = entry.revision
+        track.pending = {n: min(track.pending.get(n, entry.revision), entry.revision) for n in pending}
         if part.epoch != old.epoch:
             track.changed_at = min(changed_at, now)
             track.reset_epoch(now)
@@ -1018,16 +1039,22 @@ class FailoverController:
 
     def _change_isr(self, p, in_sync, now, kind, node, reason) -> None:
         part = self._parts[p]
+        track = self._track[p]
         new = PartitionState(p, part.replicas, part.primary, frozenset(in_sync), part.epoch)
-        if self._write(p, new, self._track[p].changed_at, now):
+        pending = {n: rev for n, rev in track.pending.items() if n in in_sync}
+        if kind == "isr_expand":
+            pending[node] = None            # the revision of this very write
+        if self._write(p, new, track.changed_at, now, pending):
+            track.pending = {n: track.revision if rev is None else rev for n, rev in pending.items()}
             self._metrics["isr_shrinks" if kind == "isr_shrink" else "isr_expands"] += 1
-            self._emit(kind, now, node=node, partition=p, epoch=part.epoch,
+            self._emit(kind, now, node=node, partition=p, epoch=part.epoch, revision=track.revision,
                        reason=f"{reason}; in sync: {sorted(in_sync)}")
 
-    def _write(self, p, new: PartitionState, changed_at: float, now: float) -> bool:
+    def _write(self, p, new: PartitionState, changed_at: float, now: float, pending=()) -> bool:
         """Compare-and-set partition ``p``'s record; on a conflict reload it and say so."""
         track = self._track[p]
-        revision = self.store.put(self._part_key(p), _encode_part(new, changed_at), expect=track.revision)
+        revision = self.store.put(self._part_key(p), _encode_part(new, changed_at, pending),
+                                  expect=track.revision)
         if revision is None:
             self._metrics["store_conflicts"] += 1
             entry = self.store.get(self._part_key(p))
@@ -1065,33 +1092,32 @@ class FailoverController:
         eligible_parts = []
         for part in todo:
             positions.update(self._positions(part.partition))
-            # Safety belt: a replica that reported less than the last commit cannot hold it.
-            commit = self._track[part.partition].commit
-            in_sync = frozenset(n for n in part.in_sync
-                                if n == part.primary or self._track[part.partition].last_seq.get(n, (0, 0))[1] >= commit)
+            # Not candidates: a replica whose addition the primary never confirmed (it may
+            # have committed without it), and one that reported less than the last commit.
+            track = self._track[part.partition]
+            in_sync = frozenset(n for n in part.in_sync if n == part.primary or (
+                n not in track.pending and track.last_seq.get(n, (0, 0))[1] >= track.commit))
             eligible_parts.append(PartitionState(part.partition, part.replicas, part.primary, in_sync, part.epoch))
         changed = False
         for decision in decide_promotions(eligible_parts, states, positions, unclean=self.unclean):
             p = decision.partition
             part = self._parts[p]
+            confirmed = part.in_sync - set(self._track[p].pending)
             if decision.new_primary is None:
-                new = PartitionState(p, part.replicas, None, part.in_sync, decision.epoch)
-                if self._write(p, new, now, now):
-                    self._track[p].changed_at = now
-                    self._track[p].reset_epoch(now)
+                # Keep the in-sync set: the first of them to come back takes over.
+                new = PartitionState(p, part.replicas, None, confirmed, decision.epoch)
+                if self._new_epoch(p, new, now):
                     self._emit("unavailable", now, partition=p, epoch=decision.epoch, old_primary=part.primary,
-                               reason=decision.reason)
+                               reason=decision.reason, revision=self._track[p].revision)
                     changed = True
                 continue
-            in_sync = {decision.new_primary} | {n for n in part.in_sync if n != part.primary
+            in_sync = {decision.new_primary} | {n for n in confirmed if n != part.primary
                                                  and states[n] is not NodeState.DOWN}
             if not decision.clean:
                 in_sync = {decision.new_primary}
             new = PartitionState(p, part.replicas, decision.new_primary, frozenset(in_sync), decision.epoch)
-            if not self._write(p, new, now, now):
+            if not self._new_epoch(p, new, now):
                 continue
-            self._track[p].changed_at = now
-            self._track[p].reset_epoch(now)
             self._metrics["failovers"] += 1
             if not decision.clean:
                 self._metrics["unclean_failovers"] += 1
@@ -1099,30 +1125,42 @@ class FailoverController:
             if failed is not None:
                 self._promotion_delays.append(now - failed)
             self._emit("failover", now, partition=p, epoch=decision.epoch, old_primary=part.primary,
-                       new_primary=decision.new_primary, node=decision.new_primary, reason=decision.reason)
+                       new_primary=decision.new_primary, node=decision.new_primary, reason=decision.reason,
+                       revision=self._track[p].revision)
             changed = True
         if changed:
             self._publish()
+
+    def _new_epoch(self, p, new: PartitionState, now) -> bool:
+        """Write a partition's next epoch; its unconfirmed additions were left out of ``new``."""
+        if not self._write(p, new, now, now):
+            return False
+        track = self._track[p]
+        track.changed_at = now
+        track.pending = {}
+        track.reset_epoch(now)
+        return True
 
     def _fail_back(self, now) -> None:
         changed = False
         for p, part in enumerate(self._parts):
             preferred = part.replicas[0]
-            if part.primary is None or part.primary == preferred or preferred not in part.in_sync:
+            pending = self._track[p].pending
+            if part.primary is None or part.primary == preferred or preferred not in part.in_sync \
+                    or preferred in pending:
                 continue
             if not self._trusted(preferred, now) or self._nodes[part.primary].state is not NodeState.UP:
                 continue
             if now - self._track[p].changed_at < self.hold_down:
                 continue
-            new = PartitionState(p, part.replicas, preferred, part.in_sync, part.epoch + 1)
-            if not self._write(p, new, now, now):
+            new = PartitionState(p, part.replicas, preferred, part.in_sync - set(pending), part.epoch + 1)
+            if not self._new_epoch(p, new, now):
                 continue
-            self._track[p].changed_at = now
-            self._track[p].reset_epoch(now)
             self._metrics["fail_backs"] += 1
             self._emit("fail_back", now, partition=p, epoch=new.epoch, old_primary=part.primary,
                        new_primary=preferred, node=preferred,
-                       reason="the preferred primary is in sync again: hand over (old primary: stop writing)")
+                       reason="the preferred primary is in sync again: hand over (old primary: stop writing)",
+                       revision=self._track[p].revision)
             changed = True
         if changed:
             self._publish()
