@@ -806,8 +806,8 @@ class FailoverController:
     def heartbeat(self, node: str, positions: Mapping | None = None, now: float | None = None) -> None:
         """Record a heartbeat from ``node`` with its replication positions.
 
-        ``positions``: partition -> :class:`Position` (or an ``(epoch, seq)`` /
-        ``(epoch, seq, commit)`` tuple). The primary of a partition reports its tail and
+        ``positions``: partition -> :class:`Position` (or a tuple of its first 2-4
+        fields). The primary of a partition reports its tail and
         commit, a backup the highest seq it has acknowledged. A position under an older
         epoch than the partition's is refused (a ``stale_epoch`` event) while the
         heartbeat still counts as a sign of life.
@@ -849,8 +849,9 @@ class FailoverController:
         for p, pos in positions.items():
             if isinstance(p, bool) or not isinstance(p, numbers.Integral) or not 0 <= p < self.partitions:
                 raise ValueError(f"positions: {p!r} is not a partition (0..{self.partitions - 1})")
-            if not isinstance(pos, tuple) or len(pos) not in (2, 3):
-                raise TypeError(f"positions[{p}] must be a Position or an (epoch, seq[, commit]) tuple, not {pos!r}")
+            if not isinstance(pos, tuple) or not 2 <= len(pos) <= 4:
+                raise TypeError(f"positions[{p}] must be a Position or an (epoch, seq[, commit[, config]]) tuple, "
+                                f"not {pos!r}")
             try:
                 pos = Position(*(_check_int(f"positions[{p}].{f}", v, 0) for f, v in zip(Position._fields, pos)))
             except (TypeError, ValueError) as exc:
@@ -915,6 +916,9 @@ class FailoverController:
                 # We were paused (GC, SIGSTOP, a stalled VM): the nodes' silence during it
                 # is ours, not theirs.
                 self._pause_end = now
+                for part, track in zip(self._parts, self._track):    # nor is any lag it makes look
+                    for node in part.in_sync:
+                        track.caught_up[node] = max(track.caught_up.get(node, now), now)
                 self._emit("controller_paused", now, reason=f"no tick for {now - self._last_tick:.3f} s; "
                            "silence before now is not held against the nodes")
             self._last_tick = now
@@ -939,9 +943,18 @@ class FailoverController:
             self._lease = None
             return False
         self._active = True
-        # Another controller may have changed partitions while we were standing by.
+        # Another controller may have changed partitions while we were standing by; the
+        # first one writes the initial records.
         for p in range(self.partitions):
             entry = self.store.get(self._part_key(p))
+            if entry is None:
+                track = self._track[p]
+                revision = self.store.put(self._part_key(p), _encode_part(self._parts[p], track.changed_at, ()),
+                                          expect=0)
+                if revision is not None:
+                    track.revision = revision
+                    continue
+                entry = self.store.get(self._part_key(p))
             if entry is not None and entry.revision != self._track[p].revision:
                 self._reload(p, entry, now)
         self._publish()
@@ -1026,8 +1039,9 @@ class FailoverController:
                         in_sync.discard(node)
                         reasons.append(("isr_shrink", node, f"more than max_lag={self.max_lag} s behind"))
                 elif (self._trusted(node, now) and track.reports
-                      and track.caught_up.get(node, -math.inf) >= track.reports[-1][0] - self.max_lag / 2
-                      and track.last_seq.get(node, (0, -1))[1] >= track.commit):
+                      and track.caught_up.get(node, -math.inf) >= track.reports[-1][0] - self.max_lag / 2):
+                    # It holds the tail of a recent report of the primary (so every commit
+                    # up to then); later commits are its to confirm (pending, below).
                     in_sync.add(node)
                     reasons.append(("isr_expand", node, f"caught up to the primary's tail {track.tail}"))
             if reasons:
