@@ -538,3 +538,14 @@ def test_routes_never_fail_while_a_background_controller_fails_over():
     assert all(ctl.partition(p).primary != "a" for p in range(64))
     assert ctl.status().metrics["failovers"] > 0
     assert not ctl.status().active                         # stop() gave up the lease
+
+
+def test_readme_failover_example_prints_what_the_readme_says(capsys):
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Failover"):]
+    code, output = re.search(r"```python\n(.*?)```\n\nOutput:\n\n```\n(.*?)```", section, re.S).groups()
+    exec(compile(code, "README.md#failover", "exec"), {})
+    assert capsys.readouterr().out == output
