@@ -22,6 +22,7 @@ from .failover import (
     Route,
     Routes,
     StaleEpochError,
+    Store,
     StoreEntry,
     decide_promotions,
 )
@@ -78,5 +79,6 @@ __all__ = [
     "PartitionStatus",
     "ControllerStatus",
     "StaleEpochError",
+    "Store",
     "__version__",
 ]

@@ -36,7 +36,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from .keys import key_batches
 
 __all__ = ["PhiAccrual", "MemoryStore", "StoreEntry", "NodeState", "PartitionState", "Promotion",
            "decide_promotions", "FailoverController", "FailoverEvent", "Position", "Route", "Routes",
-           "NodeStatus", "PartitionStatus", "ControllerStatus", "StaleEpochError", "EVENT_KINDS"]
+           "NodeStatus", "PartitionStatus", "ControllerStatus", "StaleEpochError", "EVENT_KINDS", "Store"]
 
 _LN10 = math.log(10.0)
 
@@ -186,6 +186,27 @@ class StoreEntry(NamedTuple):
     value: bytes
     revision: int
     lease: int | None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the controller needs of a membership store (``MemoryStore`` is the embedded
+    one). Each call is atomic; ``put``'s ``expect`` compares on the key's last revision
+    (``0``: absent) as an etcd v3 transaction on ``mod_revision`` does, and a lease's keys
+    go when it expires or is revoked, as etcd's do."""
+
+    def get(self, key: str) -> StoreEntry | None: ...
+
+    def put(self, key: str, value: bytes, *, expect: int | None = None,
+            lease: int | None = None) -> int | None: ...
+
+    def delete(self, key: str, *, expect: int | None = None) -> bool: ...
+
+    def grant_lease(self, ttl: float) -> int: ...
+
+    def keep_alive(self, lease: int) -> bool: ...
+
+    def revoke(self, lease: int) -> None: ...
 
 
 class MemoryStore:
@@ -635,10 +656,9 @@ class FailoverController:
         _check_key(prefix, "prefix")
         if store is None:
             store = MemoryStore(clock=clock)
-        else:
-            for method in ("get", "put", "grant_lease", "keep_alive", "revoke"):
-                if not callable(getattr(store, method, None)):
-                    raise TypeError(f"store must provide {method}() (the MemoryStore interface)")
+        elif not isinstance(store, Store):
+            raise TypeError(f"store must provide get, put, delete, grant_lease, keep_alive and revoke "
+                            f"(the Store protocol), not {type(store).__name__}")
 
         self.ring = snap
         self.nodes = snap.nodes
@@ -893,8 +913,8 @@ class FailoverController:
             # Went backwards in one epoch: it restarted and lost what it held.
             track.caught_up.pop(node, None)
             if node in part.in_sync:
-                self._change_isr(p, part.in_sync - {node}, now, "isr_shrink", node,
-                                 f"its position went back from {previous[1]} to {pos.seq} (restarted?)")
+                self._change_isr(p, part.in_sync - {node}, now, [("isr_shrink", node,
+                                 f"its position went back from {previous[1]} to {pos.seq} (restarted?)")])
             return
         for t, tail in reversed(track.reports):
             if tail <= pos.seq:
@@ -1045,21 +1065,21 @@ class FailoverController:
                     in_sync.add(node)
                     reasons.append(("isr_expand", node, f"caught up to the primary's tail {track.tail}"))
             if reasons:
-                for kind, node, why in reasons:
-                    self._change_isr(p, frozenset(in_sync), now, kind, node, why)
-                    part = self._parts[p]
-                    if part.in_sync != frozenset(in_sync):
-                        break                       # the write failed (conflict): try next tick
+                self._change_isr(p, in_sync, now, reasons)
 
-    def _change_isr(self, p, in_sync, now, kind, node, reason) -> None:
+    def _change_isr(self, p, in_sync, now, changes) -> None:
+        """One write of partition ``p``'s new in-sync set; ``changes``: (kind, node, reason)."""
         part = self._parts[p]
         track = self._track[p]
         new = PartitionState(p, part.replicas, part.primary, frozenset(in_sync), part.epoch)
         pending = {n: rev for n, rev in track.pending.items() if n in in_sync}
-        if kind == "isr_expand":
-            pending[node] = None            # the revision of this very write
-        if self._write(p, new, track.changed_at, now, pending):
-            track.pending = {n: track.revision if rev is None else rev for n, rev in pending.items()}
+        for kind, node, _ in changes:
+            if kind == "isr_expand":
+                pending[node] = None        # the revision of this very write
+        if not self._write(p, new, track.changed_at, now, pending):
+            return                          # a conflict (reloaded): decide again next tick
+        track.pending = {n: track.revision if rev is None else rev for n, rev in pending.items()}
+        for kind, node, reason in changes:
             self._metrics["isr_shrinks" if kind == "isr_shrink" else "isr_expands"] += 1
             self._emit(kind, now, node=node, partition=p, epoch=part.epoch, revision=track.revision,
                        reason=f"{reason}; in sync: {sorted(in_sync)}")
