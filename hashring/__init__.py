@@ -40,6 +40,7 @@ from .log import (
     ReaderLagged,
     SegmentError,
     StaleEpoch,
+    WriterAlive,
 )
 from .ring import DEFAULT_VNODES, MAX_POINTS, HashRing, RingSnapshot
 
@@ -60,6 +61,7 @@ __all__ = [
     "NotEnoughInSync",
     "ReaderLagged",
     "StaleEpoch",
+    "WriterAlive",
     "BufferClosed",
     "SegmentError",
     "CorruptEntry",

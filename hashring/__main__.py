@@ -5,6 +5,10 @@ and how many keys move when one node leaves and another joins.
 
 ``python -m hashring bench [--quick]`` runs the benchmark suite against the peers (from
 a source checkout) and prints its Markdown report.
+
+``python -m hashring failover-demo [--runs 20]`` kills the primary of a partition replicated
+on three local processes over a shared-memory log, and reports the failover (detection,
+promotion, the new epoch, acknowledged entries lost, time to the first committed write).
 """
 
 from __future__ import annotations
@@ -165,8 +169,13 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         return bench(argv[1:])
+    if argv[:1] == ["failover-demo"]:
+        from ._failover_demo import main as failover_demo
+        return failover_demo(argv[1:])
     parser = argparse.ArgumentParser(prog="hashring", description=__doc__.splitlines()[0],
-                                     epilog="python -m hashring bench [--quick]: the benchmark suite")
+                                     epilog="python -m hashring bench [--quick]: the benchmark suite; "
+                                            "python -m hashring failover-demo [--runs N]: failover of "
+                                            "local processes")
     parser.add_argument("--nodes", type=int, default=100, help="nodes in the ring (default 100)")
     parser.add_argument("--keys", type=int, default=10_000_000, help="keys to map (default 10,000,000)")
     parser.add_argument("--vnodes", type=int, default=None, help="points per node (default: the library's)")

@@ -823,14 +823,15 @@ class FailoverController:
         return events
 
     # --- heartbeats ---------------------------------------------------------------------
-    def heartbeat(self, node: str, positions: Mapping | None = None, now: float | None = None) -> None:
+    def heartbeat(self, node: str, positions: Mapping | None = None, now: float | None = None) -> list:
         """Record a heartbeat from ``node`` with its replication positions.
 
         ``positions``: partition -> :class:`Position` (or a tuple of its first 2-4
         fields). The primary of a partition reports its tail and
         commit, a backup the highest seq it has acknowledged. A position under an older
         epoch than the partition's is refused (a ``stale_epoch`` event) while the
-        heartbeat still counts as a sign of life.
+        heartbeat still counts as a sign of life. Returns the events it caused
+        (``node_up``, ``stale_epoch``, ``isr_shrink``), which also go to the callbacks.
         """
         if node not in self._node_index:
             raise KeyError(f"node {node!r} is not in the controller's ring")
@@ -857,8 +858,25 @@ class FailoverController:
             track.last = now
             for p, pos in parsed:
                 self._record_position(node, p, pos, now)
-        if self._events:
-            self._flush()
+        return self._flush() if self._events else []
+
+    def leave_in_sync(self, node: str, p: int, reason: str = "reported by the data path") -> list:
+        """Take backup ``node`` out of partition ``p``'s in-sync set now (e.g. the log
+        buffer evicted its reader, so commits no longer wait for it). Returns the events.
+        The primary cannot leave its own in-sync set."""
+        if node not in self._node_index:
+            raise KeyError(f"node {node!r} is not in the controller's ring")
+        part = self.partition(p)
+        if not isinstance(reason, str):
+            raise TypeError(f"reason must be a str, not {type(reason).__name__}")
+        if node == part.primary:
+            raise ValueError(f"{node!r} is partition {p}'s primary: it cannot leave the in-sync set")
+        with self._lock:
+            part = self._parts[p]
+            if node in part.in_sync and node != part.primary:
+                self._track[p].caught_up.pop(node, None)
+                self._change_isr(p, part.in_sync - {node}, self._clock(), [("isr_shrink", node, reason)])
+        return self._flush() if self._events else []
 
     def _parse_positions(self, positions) -> list:
         if positions is None:

@@ -30,7 +30,7 @@ from ._logbuf import monotonic_ns
 
 __all__ = [
     "LogBuffer", "LogReader", "EntryBatch", "ReaderInfo",
-    "LogBufferError", "BufferFull", "NotEnoughInSync", "ReaderLagged", "StaleEpoch",
+    "LogBufferError", "BufferFull", "NotEnoughInSync", "ReaderLagged", "StaleEpoch", "WriterAlive",
     "BufferClosed", "SegmentError", "CorruptEntry",
 ]
 
@@ -58,6 +58,11 @@ class ReaderLagged(LogBufferError):
 
 class StaleEpoch(LogBufferError):
     """Another writer took over the buffer with a higher epoch."""
+
+
+class WriterAlive(LogBufferError):
+    """``attach(writer=True)`` without ``force``: the current writer's process is alive
+    (it holds the writer lock). Stop it or wait for it to let go, then try again."""
 
 
 class BufferClosed(LogBufferError, ValueError):
@@ -477,7 +482,7 @@ class LogBuffer:
                     lock_fd = fd
                 except BlockingIOError:
                     if not force:
-                        raise LogBufferError(
+                        raise WriterAlive(
                             f"the writer of {name!r} is alive (it holds the writer lock): stop it first, "
                             "or pass force=True to fence it by epoch") from None
             mapping = _map_file(fd, size)

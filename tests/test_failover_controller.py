@@ -549,3 +549,28 @@ def test_readme_failover_example_prints_what_the_readme_says(capsys):
     code, output = re.search(r"```python\n(.*?)```\n\nOutput:\n\n```\n(.*?)```", section, re.S).groups()
     exec(compile(code, "README.md#failover", "exec"), {})
     assert capsys.readouterr().out == output
+
+
+def test_heartbeat_returns_the_events_it_causes_and_leave_in_sync_shrinks_at_once():
+    c = Cluster()
+    c.run(1.0)
+    c.run(1.5, alive="bcd")
+    e = c.kinds("failover")[0]
+    events = c.ctl.heartbeat(e.new_primary, {e.partition: (e.epoch - 1, 1)}, c.now + 0.01)
+    assert [x.kind for x in events] == ["stale_epoch"]
+    c.now += 0.01
+    events = c.ctl.heartbeat("a", None, c.now + 0.01)
+    assert [x.kind for x in events] == ["node_up"]
+    p = e.partition
+    part = c.ctl.partition(p)
+    backup = next(n for n in part.in_sync if n != part.primary)
+    (shrink,) = c.ctl.leave_in_sync(backup, p, "its log reader was evicted")
+    assert shrink.kind == "isr_shrink" and shrink.node == backup and "evicted" in shrink.reason
+    assert backup not in c.ctl.partition(p).in_sync
+    assert c.ctl.leave_in_sync(backup, p) == []                     # already out: nothing to do
+    with pytest.raises(ValueError, match="primary"):
+        c.ctl.leave_in_sync(part.primary, p)
+    with pytest.raises(KeyError, match="zz"):
+        c.ctl.leave_in_sync("zz", p)
+    with pytest.raises(ValueError, match="partitions"):
+        c.ctl.leave_in_sync(backup, c.ctl.partitions)

@@ -5,14 +5,14 @@ import uuid
 
 import pytest
 
-from hashring import LogBuffer, LogBufferError, StaleEpoch
+from hashring import LogBuffer, StaleEpoch, WriterAlive
 
 
 def test_live_writer_blocks_takeover_without_force():
     name = f"api-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     with LogBuffer(1 << 16, name=name, min_in_sync=0) as primary:
         assert primary.append(b"one") == 1
-        with pytest.raises(LogBufferError, match="is alive .*force=True"):
+        with pytest.raises(WriterAlive, match="is alive .*force=True"):
             LogBuffer.attach(name, writer=True)
         assert primary.epoch == 1 and primary.append(b"two") == 2     # nothing changed
         successor = LogBuffer.attach(name, writer=True, force=True)
