@@ -556,13 +556,15 @@ class _PartTrack:
     """The controller's memory of one partition beyond its stored state."""
 
     __slots__ = ("revision", "changed_at", "tail", "commit", "reports", "caught_up", "last_seq", "pending",
-                 "adopted")
+                 "adopted", "lead_rev", "lead_since", "claimed", "confirmed_at", "lag_since")
 
     def __init__(self, revision: int, changed_at: float):
         self.revision = revision        # store revision of the partition's record
         self.changed_at = changed_at    # time of the last change of primary
         self.pending: dict = {}         # in-sync replica -> revision the primary must confirm
         self.commit = 0                 # last commit reported (seqs run on across epochs)
+        self.lead_rev = revision        # the primary leads once it reports a config this new
+        self.lead_since = changed_at
         self.reset_epoch(changed_at)
 
     def reset_epoch(self, now: float) -> None:
@@ -571,12 +573,20 @@ class _PartTrack:
         self.caught_up: dict = {}       # backup -> newest primary-report time it had caught up to
         self.last_seq: dict = {}        # node -> (epoch, seq) last reported
         self.adopted = 0                # newest record revision the primary said it applies
+        self.claimed = -math.inf        # last time the primary reported applying lead_rev or newer
+        self.confirmed_at: dict = {}    # in-sync replica -> when the primary confirmed its addition
+        self.lag_since = -math.inf      # lag counts from here (a gap in the reports moves it; evidence stays)
 
 
-def _encode_part(part: PartitionState, changed_at: float, pending) -> bytes:
+def _encode_part(part: PartitionState, changed_at: float, pending, commit: int = 0) -> bytes:
     return json.dumps({"replicas": list(part.replicas), "primary": part.primary,
                        "in_sync": sorted(part.in_sync), "pending": sorted(pending), "epoch": part.epoch,
-                       "changed_at": changed_at}, separators=(",", ":")).encode()
+                       "changed_at": changed_at, "commit": commit}, separators=(",", ":")).encode()
+
+
+def _decode_commit(value: bytes) -> int:
+    """The commit floor a record carries (0 in records written before it did)."""
+    return int(json.loads(value).get("commit", 0))
 
 
 def _decode_part(partition: int, value: bytes) -> tuple[PartitionState, float, list]:
@@ -706,6 +716,7 @@ class FailoverController:
                 self._parts.append(part)
                 self._track.append(_PartTrack(entry.revision, min(changed_at, now)))
                 self._track[-1].pending = {n: entry.revision for n in pending}
+                self._track[-1].commit = _decode_commit(entry.value)
             else:
                 part = PartitionState(p, self._replicas[p], self._replicas[p][0], frozenset(self._replicas[p]), 1)
                 self._parts.append(part)
@@ -916,12 +927,23 @@ class FailoverController:
         previous = track.last_seq.get(node)
         track.last_seq[node] = (pos.epoch, pos.seq)
         if node == part.primary:
+            if not track.reports or now - track.reports[-1][0] > self.max_lag / 2:
+                # The first report of this primary after a gap (or ever, for this controller):
+                # nobody could show they caught up meanwhile, so lag counts from now.
+                track.lag_since = now
             track.tail = max(track.tail, pos.seq)
             track.commit = max(track.commit, pos.commit)
+            if pos.config >= track.lead_rev:
+                track.claimed = now
             if pos.config > track.adopted:
                 track.adopted = pos.config
-                for replica in [n for n, rev in track.pending.items() if rev <= pos.config]:
+                confirmed = [n for n, rev in track.pending.items() if rev <= pos.config]
+                for replica in confirmed:
                     del track.pending[replica]
+                    track.confirmed_at[replica] = now
+                if confirmed and self._active:
+                    # Persist the confirmation: a successor must not see them as pending.
+                    self._change_isr(p, part.in_sync, now, [])
             track.reports.append((now, track.tail))
             horizon = now - 2 * self.max_lag
             while len(track.reports) > 1 and track.reports[1][0] <= horizon:
@@ -954,9 +976,8 @@ class FailoverController:
                 # We were paused (GC, SIGSTOP, a stalled VM): the nodes' silence during it
                 # is ours, not theirs.
                 self._pause_end = now
-                for part, track in zip(self._parts, self._track):    # nor is any lag it makes look
-                    for node in part.in_sync:
-                        track.caught_up[node] = max(track.caught_up.get(node, now), now)
+                for track in self._track:                            # nor is any lag it makes look
+                    track.lag_since = now
                 self._emit("controller_paused", now, reason=f"no tick for {now - self._last_tick:.3f} s; "
                            "silence before now is not held against the nodes")
             self._last_tick = now
@@ -990,11 +1011,14 @@ class FailoverController:
                 revision = self.store.put(self._part_key(p), _encode_part(self._parts[p], track.changed_at, ()),
                                           expect=0)
                 if revision is not None:
-                    track.revision = revision
+                    track.revision = track.lead_rev = revision
                     continue
                 entry = self.store.get(self._part_key(p))
             if entry is not None and entry.revision != self._track[p].revision:
                 self._reload(p, entry, now)
+        for track in self._track:                   # lag counts from now, not from the record's age
+            track.lag_since = max(track.lag_since, now)
+            track.lead_since = max(track.lead_since, now)
         self._publish()
         self._emit("controller_active", now, reason="holds the controller lease")
         return True
@@ -1006,9 +1030,11 @@ class FailoverController:
         track = self._track[p]
         track.revision = entry.revision
         track.pending = {n: min(track.pending.get(n, entry.revision), entry.revision) for n in pending}
+        track.commit = max(track.commit, _decode_commit(entry.value))
         if part.epoch != old.epoch:
             track.changed_at = min(changed_at, now)
             track.reset_epoch(now)
+            track.lead_rev, track.lead_since = entry.revision, now
 
     def _effective_silence(self, track: _NodeTrack, now: float) -> float:
         start = self._pause_end if track.last is None else max(track.last, self._pause_end)
@@ -1055,7 +1081,7 @@ class FailoverController:
         if not track.reports:
             return 0.0
         newest = track.reports[-1][0]
-        return max(0.0, newest - track.caught_up.get(node, track.changed_at))
+        return max(0.0, newest - max(track.caught_up.get(node, track.changed_at), track.lag_since))
 
     def _update_in_sync(self, now) -> None:
         for p, part in enumerate(self._parts):
@@ -1073,7 +1099,11 @@ class FailoverController:
                     if state is NodeState.DOWN:
                         in_sync.discard(node)
                         reasons.append(("isr_shrink", node, "down"))
-                    elif primary_up and track.reports and self._lag_seconds(p, node) > self.max_lag:
+                    elif (primary_up and track.reports and self._lag_seconds(p, node) > self.max_lag
+                          and len((in_sync & part.in_sync) - set(track.pending)) > self.min_in_sync):
+                        # Not below min_in_sync confirmed members: commits stop there anyway,
+                        # and a backup dropped then still holds every commit but could not
+                        # take over if the primary died.
                         in_sync.discard(node)
                         reasons.append(("isr_shrink", node, f"more than max_lag={self.max_lag} s behind"))
                 elif (self._trusted(node, now) and track.reports
@@ -1105,7 +1135,7 @@ class FailoverController:
     def _write(self, p, new: PartitionState, changed_at: float, now: float, pending=()) -> bool:
         """Compare-and-set partition ``p``'s record; on a conflict reload it and say so."""
         track = self._track[p]
-        revision = self.store.put(self._part_key(p), _encode_part(new, changed_at, pending),
+        revision = self.store.put(self._part_key(p), _encode_part(new, changed_at, pending, track.commit),
                                   expect=track.revision)
         if revision is None:
             self._metrics["store_conflicts"] += 1
@@ -1137,7 +1167,7 @@ class FailoverController:
     def _promote(self, now) -> None:
         states = self._decision_view(now)
         todo = [part for part in self._parts
-                if part.primary is None or states[part.primary] is NodeState.DOWN]
+                if part.primary is None or states[part.primary] is NodeState.DOWN or self._not_leading(part, now)]
         if not todo:
             return
         positions = {}
@@ -1151,7 +1181,13 @@ class FailoverController:
                 n not in track.pending and track.last_seq.get(n, (0, 0))[1] >= track.commit))
             eligible_parts.append(PartitionState(part.partition, part.replicas, part.primary, in_sync, part.epoch))
         changed = False
-        for decision in decide_promotions(eligible_parts, states, positions, unclean=self.unclean):
+        decisions = []
+        for part in eligible_parts:
+            view = states
+            if part.primary is not None and self._not_leading(part, now):
+                view = dict(states, **{part.primary: NodeState.DOWN})   # for this partition only
+            decisions += decide_promotions([part], view, positions, unclean=self.unclean)
+        for decision in decisions:
             p = decision.partition
             part = self._parts[p]
             confirmed = part.in_sync - set(self._track[p].pending)
@@ -1183,6 +1219,14 @@ class FailoverController:
         if changed:
             self._publish()
 
+    def _not_leading(self, part, now) -> bool:
+        """The primary heartbeats but has not reported applying the record that made it
+        primary (or a newer one) for hard_timeout: it is not leading (it restarted and
+        lost its log, or cannot read the store)."""
+        track = self._track[part.partition]
+        return (part.primary is not None and self._nodes[part.primary].state is NodeState.UP
+                and now - max(track.claimed, track.lead_since) >= self.hard_timeout)
+
     def _new_epoch(self, p, new: PartitionState, now) -> bool:
         """Write a partition's next epoch; its unconfirmed additions were left out of ``new``."""
         if not self._write(p, new, now, now):
@@ -1191,6 +1235,7 @@ class FailoverController:
         track.changed_at = now
         track.pending = {}
         track.reset_epoch(now)
+        track.lead_rev, track.lead_since = track.revision, now
         return True
 
     def _fail_back(self, now) -> None:
@@ -1204,6 +1249,12 @@ class FailoverController:
             if not self._trusted(preferred, now) or self._nodes[part.primary].state is not NodeState.UP:
                 continue
             if now - self._track[p].changed_at < self.hold_down:
+                continue
+            track = self._track[p]
+            if track.caught_up.get(preferred, -math.inf) < track.confirmed_at.get(preferred, track.changed_at):
+                # Not yet seen holding the tail of one of this primary's reports made after
+                # its addition was confirmed (or, carried over, after the epoch began): until
+                # then it may lack entries committed without it.
                 continue
             new = PartitionState(p, part.replicas, preferred, part.in_sync - set(pending), part.epoch + 1)
             if not self._new_epoch(p, new, now):

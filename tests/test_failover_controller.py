@@ -26,7 +26,8 @@ class Cluster:
     """A fake clock, a controller, and well-behaved nodes that report positions.
 
     Every live node heartbeats every ``interval``; a primary appends ``writes`` entries
-    per beat and commits them at once; a backup holds everything unless ``lagging``.
+    per beat and commits what its in-sync backups hold; a backup holds everything unless
+    ``lagging``.
     """
 
     def __init__(self, nodes=NODES, partitions=16, interval=0.1, writes=5, **kw):
@@ -34,7 +35,8 @@ class Cluster:
         kw.setdefault("hold_down", 1.0)
         self.ring = HashRing(nodes)
         self.store = kw.pop("store", None) or MemoryStore(clock=lambda: self.now)
-        self.ctl = FailoverController(self.ring, 3, 2, partitions=partitions, clock=lambda: self.now,
+        min_in_sync = kw.pop("min_in_sync", 2)
+        self.ctl = FailoverController(self.ring, 3, min_in_sync, partitions=partitions, clock=lambda: self.now,
                                       store=self.store, **kw)
         self.interval = interval
         self.writes = writes
@@ -55,8 +57,9 @@ class Cluster:
                 continue
             if node == part.primary:
                 self.tail[p] += self.writes
-                positions[p] = Position(part.epoch, self.tail[p], self.tail[p],
-                                        ctl.revision(p) if self.confirm else 0)
+                # The contract: commit what every in-sync replica holds.
+                commit = min([self.tail[p]] + [self.held.get((n, p), 0) for n in part.in_sync if n != node])
+                positions[p] = Position(part.epoch, self.tail[p], commit, ctl.revision(p) if self.confirm else 0)
             elif node not in self.lagging:
                 self.held[node, p] = self.tail[p]
                 positions[p] = Position(part.epoch, self.tail[p])
@@ -192,8 +195,20 @@ def test_node_never_heard_from_is_down_after_hard_timeout():
     assert down.node == "d" and down.time == pytest.approx(2.0, abs=0.11)
 
 
-def test_all_backups_lagging_makes_the_partition_unavailable_not_silently_served():
+def test_lagging_backups_leave_the_in_sync_set_down_to_min_in_sync_only():
+    """Below min_in_sync commits stop anyway, so the last backups that may take over stay."""
     c = Cluster(max_lag=0.5)
+    c.run(1.0)
+    p = next(p for p, n in enumerate(c.primaries()) if n == "a")
+    c.lagging = set(c.ctl.partition(p).replicas[1:])
+    c.run(1.5)
+    assert len(c.ctl.partition(p).in_sync) == 2
+    c.run(1.5, alive="bcd")
+    assert c.ctl.partition(p).primary in c.lagging
+
+
+def test_all_backups_lagging_makes_the_partition_unavailable_not_silently_served():
+    c = Cluster(max_lag=0.5, min_in_sync=1)
     c.run(1.0)
     p = next(p for p, n in enumerate(c.primaries()) if n == "a")
     c.lagging = set(c.ctl.partition(p).replicas[1:])
@@ -214,7 +229,7 @@ def test_all_backups_lagging_makes_the_partition_unavailable_not_silently_served
 
 
 def test_unclean_promotion_when_allowed():
-    c = Cluster(max_lag=0.5, unclean=True)
+    c = Cluster(max_lag=0.5, unclean=True, min_in_sync=1)
     c.run(1.0)
     p = next(p for p, n in enumerate(c.primaries()) if n == "a")
     c.lagging = set(c.ctl.partition(p).replicas[1:])
