@@ -680,13 +680,12 @@ class _Cluster:
                         self.send(n, "follow", ev.epoch)
             elif ev.kind == "unavailable":
                 self.errors.append(f"partition unavailable: {ev.reason}")
-        revision = self.ctl.revision(0)
-        if revision != self.sent_revision:
+        part = self.ctl.partition(0)            # one read: the in-sync set and its revision
+        if part.revision != self.sent_revision:
             # In-sync changes: the primary confirms the record once its commits obey it.
-            self.sent_revision = revision
-            primary = self.ctl.partition(0).primary
-            if primary is not None and self.alive(primary):
-                self.send(primary, "config", revision, tuple(sorted(self.ctl.partition(0).in_sync)))
+            self.sent_revision = part.revision
+            if part.primary is not None and self.alive(part.primary):
+                self.send(part.primary, "config", part.revision, tuple(sorted(part.in_sync)))
 
 
 def run_once(run: int = 1, *, kill: str = "primary", recover: bool = False, heartbeat: float = 0.1,

@@ -26,6 +26,7 @@ unless unclean promotion is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import logging
@@ -361,6 +362,13 @@ def _check_int(name: str, value, low: int) -> int:
     return int(value)
 
 
+def _check_node_name(node, known) -> None:
+    if not isinstance(node, str):
+        raise TypeError(f"node must be a str, not {type(node).__name__}")
+    if node not in known:
+        raise KeyError(f"node {node!r} is not in the controller's ring")
+
+
 def _check_expect(expect) -> None:
     if expect is not None:
         _check_int("expect", expect, 0)
@@ -378,13 +386,16 @@ class NodeState(str, enum.Enum):
 @dataclass(frozen=True)
 class PartitionState:
     """One partition: its replicas (the ring's preference list, preferred primary first),
-    the current primary (``None`` while unavailable), the in-sync replicas and the epoch."""
+    the current primary (``None`` while unavailable), the in-sync replicas, the epoch, and
+    the store revision of the record these come from (read together, so a primary reports
+    as ``Position.config`` the revision of the very in-sync set it applies)."""
 
     partition: int
     replicas: tuple
     primary: str | None
     in_sync: frozenset
     epoch: int
+    revision: int = 0           # store revision of the record (report it as Position.config)
 
 
 @dataclass(frozen=True)
@@ -446,10 +457,10 @@ log.addHandler(logging.NullHandler())
 EVENT_KINDS = frozenset({
     "node_suspect", "node_down", "node_up", "node_trusted",
     "failover", "unavailable", "fail_back",
-    "isr_shrink", "isr_expand", "stale_epoch",
+    "isr_shrink", "isr_expand", "stale_epoch", "epoch_ahead",
     "controller_paused", "controller_active", "controller_standby", "store_conflict",
 })
-_WARN_EVENTS = frozenset({"node_down", "failover", "unavailable", "stale_epoch", "isr_shrink",
+_WARN_EVENTS = frozenset({"node_down", "failover", "unavailable", "stale_epoch", "epoch_ahead", "isr_shrink",
                           "controller_paused", "store_conflict"})
 
 
@@ -542,7 +553,7 @@ class ControllerStatus:
 class _NodeTrack:
     """What the controller knows of one node."""
 
-    __slots__ = ("state", "last", "trusted_at", "down_at", "announced")
+    __slots__ = ("state", "last", "trusted_at", "down_at", "announced", "reports_positions")
 
     def __init__(self, now: float):
         self.state = NodeState.UP
@@ -550,19 +561,21 @@ class _NodeTrack:
         self.trusted_at = now       # eligible from this time on
         self.down_at = None
         self.announced = True       # node_trusted was emitted for the current trusted_at
+        self.reports_positions = False  # its last heartbeat carried positions
 
 
 class _PartTrack:
     """The controller's memory of one partition beyond its stored state."""
 
     __slots__ = ("revision", "changed_at", "tail", "commit", "reports", "caught_up", "last_seq", "pending",
-                 "adopted", "lead_rev", "lead_since", "claimed", "confirmed_at", "lag_since")
+                 "adopted", "lead_rev", "lead_since", "claimed", "confirmed_at", "lag_since", "seen_epoch")
 
     def __init__(self, revision: int, changed_at: float):
         self.revision = revision        # store revision of the partition's record
         self.changed_at = changed_at    # time of the last change of primary
         self.pending: dict = {}         # in-sync replica -> revision the primary must confirm
         self.commit = 0                 # last commit reported (seqs run on across epochs)
+        self.seen_epoch = 0             # highest epoch a node reported (a new epoch goes above it)
         self.lead_rev = revision        # the primary leads once it reports a config this new
         self.lead_since = changed_at
         self.reset_epoch(changed_at)
@@ -648,6 +661,9 @@ class FailoverController:
             raise TypeError(f"detector must be a PhiAccrual, not {type(detector).__name__}")
         if not callable(clock):
             raise TypeError(f"clock must be callable, not {type(clock).__name__}")
+        first = clock()
+        if isinstance(first, bool) or not isinstance(first, numbers.Real) or not math.isfinite(first):
+            raise TypeError(f"clock must return finite seconds (a float), not {first!r}")
         if suspect_phi is None:
             suspect_phi = detector.threshold / 2
         suspect_phi = _check_positive("suspect_phi", suspect_phi)
@@ -660,6 +676,12 @@ class FailoverController:
         self.pause_limit = _check_positive("pause_limit", pause_limit)
         self.tick_interval = _check_positive("tick_interval", tick_interval)
         lease_ttl = self.hard_timeout if lease_ttl is None else _check_positive("lease_ttl", lease_ttl)
+        # A tick gap is the controller's own pause only if ticks come more often, and the
+        # lease must outlive a tick to be kept alive.
+        if self.pause_limit <= 2 * self.tick_interval:
+            raise ValueError(f"pause_limit={self.pause_limit} must exceed twice tick_interval={self.tick_interval}")
+        if lease_ttl <= 2 * self.tick_interval:
+            raise ValueError(f"lease_ttl={lease_ttl} must exceed twice tick_interval={self.tick_interval}")
         for name, flag in (("fail_back", fail_back), ("unclean", unclean)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
@@ -689,7 +711,7 @@ class FailoverController:
         self._stop = threading.Event()
         self._node_index = {name: i for i, name in enumerate(self.nodes)}
 
-        now = float(clock())
+        now = float(first)
         self._started = now
         self._last_tick = None
         self._pause_end = now             # silence before this does not count
@@ -701,6 +723,15 @@ class FailoverController:
                          "isr_shrinks": 0, "isr_expands": 0, "store_conflicts": 0}
         self._promotion_delays: deque = deque(maxlen=1000)
 
+        layout = json.dumps({"partitions": n_parts, "replication_factor": rf, "nodes": list(self.nodes)},
+                            separators=(",", ":")).encode()
+        stored = store.get(f"{prefix}/layout")
+        if stored is None:
+            store.put(f"{prefix}/layout", layout, expect=0)
+        elif stored.value != layout:
+            raise ValueError(f"the store's layout under prefix {prefix!r} is {stored.value.decode()}, not this "
+                             f"controller's {layout.decode()}: partitions, replication_factor and the ring's nodes "
+                             "must match (or use another prefix)")
         # Placement: each partition's preference list, then its state (from the store if a
         # previous controller left one there).
         self._replicas = [tuple(snap.get_nodes(f"partition-{p}", rf)) for p in range(n_parts)]
@@ -713,7 +744,7 @@ class FailoverController:
                 if set(part.replicas) != set(self._replicas[p]):
                     raise ValueError(f"the store's partition {p} has replicas {part.replicas}, but this ring "
                                      f"places it on {self._replicas[p]} (a different ring or prefix?)")
-                self._parts.append(part)
+                self._parts.append(dataclasses.replace(part, revision=entry.revision))
                 self._track.append(_PartTrack(entry.revision, min(changed_at, now)))
                 self._track[-1].pending = {n: entry.revision for n in pending}
                 self._track[-1].commit = _decode_commit(entry.value)
@@ -723,8 +754,11 @@ class FailoverController:
                 self._track.append(_PartTrack(0, now))
         self._publish()
         self._events: list = []
-        self._try_activate(now)
-        self._flush()
+        self._deliver_lock = threading.Lock()
+        with self._lock:
+            self._try_activate(now)
+            events = self._take_events()
+        self._deliver(events)
 
     # --- keys and routes ------------------------------------------------------------
     def _part_key(self, p: int) -> str:
@@ -767,10 +801,9 @@ class FailoverController:
         return self._parts[p]
 
     def revision(self, p: int) -> int:
-        """The store revision of partition ``p``'s record: a primary reports the one it
-        applies as ``Position.config``."""
-        self.partition(p)
-        return self._track[p].revision
+        """The store revision of partition ``p``'s record (``partition(p).revision``; read
+        that instead when you also need the in-sync set it belongs to)."""
+        return self.partition(p).revision
 
     def writable(self, p: int) -> bool:
         """Whether partition ``p`` may accept writes: it has a primary and at least
@@ -784,7 +817,9 @@ class FailoverController:
         primary)."""
         part = self.partition(p)
         epoch = _check_int("epoch", epoch, 0)
-        if epoch != part.epoch or (node is not None and node != part.primary):
+        if node is not None:
+            _check_node_name(node, self._node_index)
+        if part.primary is None or epoch != part.epoch or (node is not None and node != part.primary):
             with self._lock:
                 self._metrics["stale_epoch_rejections"] += 1
             who = f" from {node!r}" if node is not None else ""
@@ -814,11 +849,23 @@ class FailoverController:
     def _emit(self, kind: str, now: float, **fields) -> None:
         self._events.append(FailoverEvent(kind, now, **fields))
 
-    def _flush(self) -> list:
-        """Hand out the events gathered under the lock: log them, call the callbacks."""
+    def _take_events(self) -> list:
+        """The events of the call holding the lock (every producer holds it)."""
+        events, self._events = self._events, []
+        return events
+
+    def _deliver(self, events) -> list:
+        """Log the events of one call and pass them to the callbacks, outside the state
+        lock; one call's events are delivered together and in order."""
+        if not events:
+            return events
         with self._lock:
-            events, self._events = self._events, []
             callbacks = list(self._callbacks)
+        with self._deliver_lock:
+            self._deliver_now(events, callbacks)
+        return events
+
+    def _deliver_now(self, events, callbacks) -> None:
         for event in events:
             level = logging.WARNING if event.kind in _WARN_EVENTS else logging.INFO
             if log.isEnabledFor(level):
@@ -831,7 +878,6 @@ class FailoverController:
                     callback(event)
                 except Exception:
                     log.exception("failover event callback %r failed on %s", callback, event.kind)
-        return events
 
     # --- heartbeats ---------------------------------------------------------------------
     def heartbeat(self, node: str, positions: Mapping | None = None, now: float | None = None) -> list:
@@ -844,13 +890,13 @@ class FailoverController:
         heartbeat still counts as a sign of life. Returns the events it caused
         (``node_up``, ``stale_epoch``, ``isr_shrink``), which also go to the callbacks.
         """
-        if node not in self._node_index:
-            raise KeyError(f"node {node!r} is not in the controller's ring")
+        _check_node_name(node, self._node_index)
         parsed = self._parse_positions(positions)
-        if now is None:
-            now = self._clock()
-        now = PhiAccrual._check_now(now)
+        if now is not None:
+            now = PhiAccrual._check_now(now)
         with self._lock:
+            if now is None:
+                now = PhiAccrual._check_now(self._clock())
             track = self._nodes[node]
             if track.last is not None and now < track.last:
                 raise ValueError(f"now={now!r} is before {node!r}'s last heartbeat ({track.last!r})")
@@ -858,6 +904,9 @@ class FailoverController:
                 # Back from the dead: a fresh history (the long gap is not a sample), and no
                 # trust until it has kept heartbeating for hold_down.
                 self.detector.forget(node)
+                for part_track in self._track:      # what it reported before is no evidence now
+                    part_track.caught_up.pop(node, None)
+                    part_track.last_seq.pop(node, None)
                 track.state = NodeState.UP
                 track.trusted_at = now + self.hold_down
                 track.down_at = None
@@ -867,27 +916,35 @@ class FailoverController:
                 self._publish()
             self.detector.heartbeat(node, now)
             track.last = now
+            track.reports_positions = bool(parsed)
             for p, pos in parsed:
                 self._record_position(node, p, pos, now)
-        return self._flush() if self._events else []
+            events = self._take_events()
+        return self._deliver(events)
 
     def leave_in_sync(self, node: str, p: int, reason: str = "reported by the data path") -> list:
         """Take backup ``node`` out of partition ``p``'s in-sync set now (e.g. the log
         buffer evicted its reader, so commits no longer wait for it). Returns the events.
         The primary cannot leave its own in-sync set."""
-        if node not in self._node_index:
-            raise KeyError(f"node {node!r} is not in the controller's ring")
+        _check_node_name(node, self._node_index)
         part = self.partition(p)
         if not isinstance(reason, str):
             raise TypeError(f"reason must be a str, not {type(reason).__name__}")
-        if node == part.primary:
-            raise ValueError(f"{node!r} is partition {p}'s primary: it cannot leave the in-sync set")
+        if node not in part.replicas:
+            raise ValueError(f"{node!r} is not a replica of partition {p} (replicas: {part.replicas})")
         with self._lock:
             part = self._parts[p]
-            if node in part.in_sync and node != part.primary:
+            if node == part.primary:
+                raise ValueError(f"{node!r} is partition {p}'s primary: it cannot leave the in-sync set")
+            if not self._active:
+                raise RuntimeError("this controller is standing by (another one holds the lease): "
+                                   "ask the active controller")
+            if node in part.in_sync:
                 self._track[p].caught_up.pop(node, None)
-                self._change_isr(p, part.in_sync - {node}, self._clock(), [("isr_shrink", node, reason)])
-        return self._flush() if self._events else []
+                self._change_isr(p, part.in_sync - {node}, PhiAccrual._check_now(self._clock()),
+                                 [("isr_shrink", node, reason)])
+            events = self._take_events()
+        return self._deliver(events)
 
     def _parse_positions(self, positions) -> list:
         if positions is None:
@@ -923,7 +980,14 @@ class FailoverController:
                            reason=f"position under epoch {pos.epoch} refused; the partition is at epoch {part.epoch}")
             return
         if pos.epoch > part.epoch:
-            return                                  # from a future the store has not told us of
+            # From a future our store has not recorded (a fresh store, say): never hand
+            # out an epoch at or below it.
+            if pos.epoch > track.seen_epoch:
+                track.seen_epoch = pos.epoch
+                self._emit("epoch_ahead", now, node=node, partition=p, epoch=pos.epoch,
+                           reason=f"reported epoch {pos.epoch}, above the record's {part.epoch}; "
+                                  "new epochs will go above it")
+            return
         previous = track.last_seq.get(node)
         track.last_seq[node] = (pos.epoch, pos.seq)
         if node == part.primary:
@@ -933,11 +997,12 @@ class FailoverController:
                 track.lag_since = now
             track.tail = max(track.tail, pos.seq)
             track.commit = max(track.commit, pos.commit)
-            if pos.config >= track.lead_rev:
+            config = min(pos.config, track.revision)   # a revision we never wrote confirms nothing
+            if config >= track.lead_rev:
                 track.claimed = now
-            if pos.config > track.adopted:
-                track.adopted = pos.config
-                confirmed = [n for n, rev in track.pending.items() if rev <= pos.config]
+            if config > track.adopted:
+                track.adopted = config
+                confirmed = [n for n, rev in track.pending.items() if rev <= config]
                 for replica in confirmed:
                     del track.pending[replica]
                     track.confirmed_at[replica] = now
@@ -952,7 +1017,7 @@ class FailoverController:
         if previous is not None and previous[0] == pos.epoch and pos.seq < previous[1]:
             # Went backwards in one epoch: it restarted and lost what it held.
             track.caught_up.pop(node, None)
-            if node in part.in_sync:
+            if node in part.in_sync and self._active:
                 self._change_isr(p, part.in_sync - {node}, now, [("isr_shrink", node,
                                  f"its position went back from {previous[1]} to {pos.seq} (restarted?)")])
             return
@@ -966,10 +1031,11 @@ class FailoverController:
     def tick(self, now: float | None = None) -> list:
         """Run one round: convict or clear nodes, keep in-sync sets, promote, fail back.
         Returns the events of this round (also logged and passed to the callbacks)."""
-        if now is None:
-            now = self._clock()
-        now = PhiAccrual._check_now(now)
+        if now is not None:
+            now = PhiAccrual._check_now(now)
         with self._lock:
+            if now is None:
+                now = PhiAccrual._check_now(self._clock())
             if self._last_tick is not None and now < self._last_tick:
                 raise ValueError(f"now={now!r} is before the last tick ({self._last_tick!r})")
             if self._last_tick is not None and now - self._last_tick > self.pause_limit:
@@ -987,7 +1053,8 @@ class FailoverController:
                 self._promote(now)
                 if self.fail_back:
                     self._fail_back(now)
-        return self._flush()
+            events = self._take_events()
+        return self._deliver(events)
 
     def _try_activate(self, now) -> bool:
         key = f"{self.prefix}/controller"
@@ -1000,6 +1067,15 @@ class FailoverController:
         if self.store.put(key, repr(id(self)).encode(), expect=0, lease=self._lease) is None:
             self.store.revoke(self._lease)
             self._lease = None
+            # Standing by: follow the active controller's records, change nothing.
+            changed = False
+            for p in range(self.partitions):
+                entry = self.store.get(self._part_key(p))
+                if entry is not None and entry.revision != self._track[p].revision:
+                    self._reload(p, entry, now)
+                    changed = True
+            if changed:
+                self._publish()
             return False
         self._active = True
         # Another controller may have changed partitions while we were standing by; the
@@ -1012,6 +1088,7 @@ class FailoverController:
                                           expect=0)
                 if revision is not None:
                     track.revision = track.lead_rev = revision
+                    self._parts[p] = dataclasses.replace(self._parts[p], revision=revision)
                     continue
                 entry = self.store.get(self._part_key(p))
             if entry is not None and entry.revision != self._track[p].revision:
@@ -1026,7 +1103,7 @@ class FailoverController:
     def _reload(self, p, entry, now) -> None:
         part, changed_at, pending = _decode_part(p, entry.value)
         old = self._parts[p]
-        self._parts[p] = part
+        self._parts[p] = part = dataclasses.replace(part, revision=entry.revision)
         track = self._track[p]
         track.revision = entry.revision
         track.pending = {n: min(track.pending.get(n, entry.revision), entry.revision) for n in pending}
@@ -1062,6 +1139,8 @@ class FailoverController:
             elif phi >= self.suspect_phi:
                 if track.state is NodeState.UP:
                     track.state = NodeState.SUSPECT
+                    if track.trusted_at > now:       # not steady yet: the hold-down starts over
+                        track.trusted_at = now + self.hold_down
                     self._emit("node_suspect", now, node=node, reason=f"phi {phi:.2f} >= {self.suspect_phi}")
             elif track.state is NodeState.SUSPECT:
                 track.state = NodeState.UP
@@ -1085,8 +1164,8 @@ class FailoverController:
 
     def _update_in_sync(self, now) -> None:
         for p, part in enumerate(self._parts):
-            if part.primary is None:
-                continue
+            if part.primary is None or self._nodes[part.primary].state is NodeState.DOWN:
+                continue        # promotion decides; a backup that died with it may be the one to return
             track = self._track[p]
             primary_up = self._nodes[part.primary].state is NodeState.UP
             in_sync = set(part.in_sync)
@@ -1146,8 +1225,8 @@ class FailoverController:
                        reason="the partition's record changed under us (another controller?); reloaded")
             self._publish()
             return False
+        self._parts[p] = dataclasses.replace(new, revision=revision)    # one swap: state and revision
         track.revision = revision
-        self._parts[p] = new
         return True
 
     def _decision_view(self, now):
@@ -1179,7 +1258,8 @@ class FailoverController:
             track = self._track[part.partition]
             in_sync = frozenset(n for n in part.in_sync if n == part.primary or (
                 n not in track.pending and track.last_seq.get(n, (0, 0))[1] >= track.commit))
-            eligible_parts.append(PartitionState(part.partition, part.replicas, part.primary, in_sync, part.epoch))
+            eligible_parts.append(PartitionState(part.partition, part.replicas, part.primary, in_sync,
+                                                 max(part.epoch, track.seen_epoch)))
         changed = False
         decisions = []
         for part in eligible_parts:
@@ -1209,6 +1289,8 @@ class FailoverController:
             self._metrics["failovers"] += 1
             if not decision.clean:
                 self._metrics["unclean_failovers"] += 1
+                # What it holds is all there is now: commits before it are gone with the others.
+                self._track[p].commit = positions.get((decision.new_primary, p), (0, 0))[1]
             failed = self._nodes[part.primary].last if part.primary is not None else None
             if failed is not None:
                 self._promotion_delays.append(now - failed)
@@ -1224,7 +1306,10 @@ class FailoverController:
         primary (or a newer one) for hard_timeout: it is not leading (it restarted and
         lost its log, or cannot read the store)."""
         track = self._track[part.partition]
-        return (part.primary is not None and self._nodes[part.primary].state is NodeState.UP
+        primary = self._nodes[part.primary] if part.primary is not None else None
+        # Only for a node that reports positions at all: one that heartbeats without them
+        # (liveness only) is not judged on what it applies.
+        return (primary is not None and primary.state is NodeState.UP and primary.reports_positions
                 and now - max(track.claimed, track.lead_since) >= self.hard_timeout)
 
     def _new_epoch(self, p, new: PartitionState, now) -> bool:
@@ -1235,6 +1320,7 @@ class FailoverController:
         track.changed_at = now
         track.pending = {}
         track.reset_epoch(now)
+        self._stale_seen = {seen for seen in self._stale_seen if seen[1] != p}
         track.lead_rev, track.lead_since = track.revision, now
         return True
 
@@ -1251,12 +1337,14 @@ class FailoverController:
             if now - self._track[p].changed_at < self.hold_down:
                 continue
             track = self._track[p]
-            if track.caught_up.get(preferred, -math.inf) < track.confirmed_at.get(preferred, track.changed_at):
+            if track.caught_up.get(preferred, -math.inf) < track.confirmed_at.get(preferred, track.changed_at) \
+                    or track.last_seq.get(preferred, (0, -1))[1] < track.commit:
                 # Not yet seen holding the tail of one of this primary's reports made after
                 # its addition was confirmed (or, carried over, after the epoch began): until
                 # then it may lack entries committed without it.
                 continue
-            new = PartitionState(p, part.replicas, preferred, part.in_sync - set(pending), part.epoch + 1)
+            new = PartitionState(p, part.replicas, preferred, part.in_sync - set(pending),
+                                 max(part.epoch, track.seen_epoch) + 1)
             if not self._new_epoch(p, new, now):
                 continue
             self._metrics["fail_backs"] += 1
@@ -1272,15 +1360,17 @@ class FailoverController:
     def start(self) -> FailoverController:
         """Tick every ``tick_interval`` seconds on a daemon thread (on the controller's clock)."""
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
                 raise RuntimeError("the controller is already running")
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="hashring-failover", daemon=True)
+            # Each thread has its own stop event: a stop() from a callback, then start(),
+            # never leaves two loops ticking.
+            self._stop = stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(stop,), name="hashring-failover", daemon=True)
             self._thread.start()
         return self
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.tick_interval):
+    def _run(self, stop) -> None:
+        while not stop.wait(self.tick_interval):
             try:
                 self.tick()
             except Exception:
@@ -1288,11 +1378,12 @@ class FailoverController:
 
     def stop(self) -> None:
         """Stop the background thread (if running) and give up the controller lease."""
-        self._stop.set()
-        thread = self._thread
+        with self._lock:
+            stop, thread = self._stop, self._thread
+            self._thread = None
+        stop.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
-        self._thread = None
         with self._lock:
             if self._lease is not None:
                 self.store.revoke(self._lease)

@@ -59,7 +59,7 @@ class Cluster:
                 self.tail[p] += self.writes
                 # The contract: commit what every in-sync replica holds.
                 commit = min([self.tail[p]] + [self.held.get((n, p), 0) for n in part.in_sync if n != node])
-                positions[p] = Position(part.epoch, self.tail[p], commit, ctl.revision(p) if self.confirm else 0)
+                positions[p] = Position(part.epoch, self.tail[p], commit, part.revision if self.confirm else 0)
             elif node not in self.lagging:
                 self.held[node, p] = self.tail[p]
                 positions[p] = Position(part.epoch, self.tail[p])
@@ -207,8 +207,10 @@ def test_lagging_backups_leave_the_in_sync_set_down_to_min_in_sync_only():
     assert c.ctl.partition(p).primary in c.lagging
 
 
-def test_all_backups_lagging_makes_the_partition_unavailable_not_silently_served():
-    c = Cluster(max_lag=0.5, min_in_sync=1)
+def lose_a_partition(**kw):
+    """min_in_sync=1: a partition's backups lag out of its in-sync set, then its primary
+    "a" dies. Returns the cluster and the partition (unavailable now)."""
+    c = Cluster(max_lag=0.5, min_in_sync=1, **kw)
     c.run(1.0)
     p = next(p for p, n in enumerate(c.primaries()) if n == "a")
     c.lagging = set(c.ctl.partition(p).replicas[1:])
@@ -216,6 +218,11 @@ def test_all_backups_lagging_makes_the_partition_unavailable_not_silently_served
     assert c.ctl.partition(p).in_sync == {"a"}
     assert {e.node for e in c.kinds("isr_shrink") if e.partition == p} == c.lagging
     c.run(1.5, alive="bcd")
+    return c, p
+
+
+def test_all_backups_lagging_makes_the_partition_unavailable_not_silently_served():
+    c, p = lose_a_partition()
     (e,) = [e for e in c.kinds("unavailable") if e.partition == p]
     assert e.old_primary == "a" and c.ctl.partition(p).primary is None
     key = next(k for k in (f"k{i}" for i in range(10000)) if c.ctl.partition_of(k) == p)
@@ -229,12 +236,7 @@ def test_all_backups_lagging_makes_the_partition_unavailable_not_silently_served
 
 
 def test_unclean_promotion_when_allowed():
-    c = Cluster(max_lag=0.5, unclean=True, min_in_sync=1)
-    c.run(1.0)
-    p = next(p for p, n in enumerate(c.primaries()) if n == "a")
-    c.lagging = set(c.ctl.partition(p).replicas[1:])
-    c.run(1.5)
-    c.run(1.5, alive="bcd")
+    c, p = lose_a_partition(unclean=True)
     (e,) = [e for e in c.kinds("failover") if e.partition == p]
     assert "unclean" in e.reason and c.ctl.status().metrics["unclean_failovers"] >= 1
     assert c.ctl.partition(p).in_sync == {e.new_primary}
@@ -589,3 +591,165 @@ def test_heartbeat_returns_the_events_it_causes_and_leave_in_sync_shrinks_at_onc
         c.ctl.leave_in_sync("zz", p)
     with pytest.raises(ValueError, match="partitions"):
         c.ctl.leave_in_sync(backup, c.ctl.partitions)
+
+
+# --- found in review: each of these failed before its fix -----------------------------------
+
+def test_partition_state_carries_the_revision_of_its_own_in_sync_set():
+    c = Cluster(hold_down=0.5, fail_back=False)
+    c.run(1.0)
+    c.run(1.5, alive="bcd")
+    c.run(2.0, alive=NODES)
+    for e in c.kinds("isr_expand"):
+        assert e.revision is not None
+    for p in range(c.ctl.partitions):
+        part = c.ctl.partition(p)
+        assert part.revision == c.ctl.revision(p) == c.store.get(f"hashring/partition/{p}").revision
+
+
+def test_a_controller_on_a_fresh_store_hands_out_epochs_above_the_reported_ones():
+    c = Cluster()
+    c.run(1.0)
+    p = next(p for p, n in enumerate(c.primaries()) if n == "a")
+    ctl2 = FailoverController(c.ring, 3, 2, partitions=c.ctl.partitions, clock=lambda: c.now, hold_down=1.0)
+    events = []
+    ctl2.on_event(events.append)
+    for _ in range(60):                            # a, never heard from, is down after hard_timeout
+        c.now += 0.1
+        for node in "bcd":
+            part = ctl2.partition(p)
+            ctl2.heartbeat(node, {p: Position(5, 10)} if node in part.replicas else None, c.now)
+        ctl2.tick(c.now)
+    assert any(e.kind == "epoch_ahead" and e.partition == p and e.epoch == 5 for e in events)
+    assert ctl2.partition(p).epoch == 6 and ctl2.partition(p).primary != "a"
+
+
+def test_a_new_controller_remembers_the_commit_and_never_promotes_an_emptied_replica():
+    c, p = lose_a_partition()                     # a was in sync alone; it keeps the partition's claim
+    assert c.ctl.partition(p).primary is None
+    commit = c.ctl.status().partitions[p].commit
+    assert commit > 0
+    c.ctl.stop()
+    ctl2 = FailoverController(c.ring, 3, 1, partitions=c.ctl.partitions, clock=lambda: c.now, store=c.store,
+                              hold_down=0.0)
+    assert ctl2.status().partitions[p].commit == commit
+    for _ in range(30):                            # a comes back empty
+        c.now += 0.1
+        for node in NODES:
+            part = ctl2.partition(p)
+            ctl2.heartbeat(node, {p: Position(part.epoch, 0)} if node == "a" else None, c.now)
+        ctl2.tick(c.now)
+    assert ctl2.partition(p).primary is None
+
+
+def test_backup_that_died_with_its_primary_takes_over_when_it_returns():
+    c = Cluster()
+    c.run(1.0)
+    p = next(p for p, n in enumerate(c.primaries()) if n == "a")
+    backup, third = c.ctl.partition(p).replicas[1:]
+    c.lagging = {third}
+    c.run(3.0)                                    # third leaves the in-sync set (lag)
+    assert c.ctl.partition(p).in_sync == {"a", backup}
+    c.run(1.5, alive=set(NODES) - {"a", backup})
+    assert c.ctl.partition(p).primary is None and backup in c.ctl.partition(p).in_sync
+    c.run(2.0, alive=set(NODES) - {"a"})
+    assert c.ctl.partition(p).primary == backup
+
+
+def test_a_standby_controller_follows_the_records_and_changes_nothing():
+    c = Cluster()
+    c.run(1.0)
+    standby = FailoverController(c.ring, 3, 2, partitions=c.ctl.partitions, clock=lambda: c.now,
+                                 store=c.store, hold_down=1.0)
+    c.run(1.5, alive="bcd")
+    standby.tick(c.now)
+    e = c.kinds("failover")[0]
+    assert standby.partition(e.partition) == c.ctl.partition(e.partition)
+    standby.check_epoch(e.partition, e.epoch, e.new_primary)
+    with pytest.raises(StaleEpochError):
+        standby.check_epoch(e.partition, e.epoch - 1, "a")
+    part = c.ctl.partition(e.partition)
+    backup = next(n for n in part.in_sync if n != part.primary)
+    revision = c.store.revision
+    with pytest.raises(RuntimeError, match="standing by"):
+        standby.leave_in_sync(backup, e.partition)
+    assert c.store.revision == revision
+
+
+def test_a_different_layout_on_the_same_store_is_refused():
+    c = Cluster()
+    with pytest.raises(ValueError, match="partitions"):
+        FailoverController(c.ring, 3, 2, partitions=8, clock=lambda: c.now, store=c.store)
+    with pytest.raises(ValueError, match="replication_factor"):
+        FailoverController(c.ring, 2, 2, partitions=16, clock=lambda: c.now, store=c.store)
+
+
+def test_more_bad_input_names_the_argument():
+    c = Cluster()
+    c.run(0.5)
+    with pytest.raises(TypeError, match="node"):
+        c.ctl.heartbeat(["a"])
+    with pytest.raises(TypeError, match="node"):
+        c.ctl.leave_in_sync(["a"], 0)
+    p = next(p for p in range(c.ctl.partitions) if "a" not in c.ctl.partition(p).replicas)
+    with pytest.raises(ValueError, match="not a replica"):
+        c.ctl.leave_in_sync("a", p)
+    with pytest.raises(KeyError, match="zz"):
+        c.ctl.check_epoch(0, 1, "zz")
+    with pytest.raises(TypeError, match="node"):
+        c.ctl.check_epoch(0, 1, 42)
+    for clock in (lambda: float("nan"), lambda: "12"):
+        with pytest.raises(TypeError, match="clock"):
+            FailoverController(HashRing(NODES), 3, 2, clock=clock)
+    with pytest.raises(ValueError, match="pause_limit"):
+        FailoverController(HashRing(NODES), 3, 2, tick_interval=0.5, pause_limit=0.9)
+    with pytest.raises(ValueError, match="lease_ttl"):
+        FailoverController(HashRing(NODES), 3, 2, tick_interval=0.5, lease_ttl=0.9)
+
+
+def test_an_unavailable_partition_accepts_no_epoch():
+    c, p = lose_a_partition()
+    part = c.ctl.partition(p)
+    assert part.primary is None
+    with pytest.raises(StaleEpochError, match="None"):
+        c.ctl.check_epoch(p, part.epoch)
+
+
+def test_concurrent_ticks_on_the_real_clock_never_see_time_go_backwards():
+    ctl = FailoverController(HashRing(NODES), 3, 2, partitions=16)
+    errors = []
+
+    def ticks():
+        try:
+            for _ in range(300):
+                ctl.heartbeat("a")
+                ctl.tick()
+        except Exception as exc:                     # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ticks) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_stop_from_a_callback_then_start_leaves_one_loop():
+    ctl = FailoverController(HashRing(NODES), 3, 2, partitions=16, tick_interval=0.01, hard_timeout=0.05,
+                             lease_ttl=0.5)
+    stopped = threading.Event()
+
+    def on_down(event):
+        if event.kind == "node_down" and not stopped.is_set():
+            stopped.set()
+            ctl.stop()
+
+    ctl.on_event(on_down)
+    ctl.start()
+    assert stopped.wait(5)
+    ctl.start()
+    time.sleep(0.1)
+    loops = [t for t in threading.enumerate() if t.name == "hashring-failover"]
+    ctl.stop()
+    assert len(loops) == 1
