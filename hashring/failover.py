@@ -1,4 +1,4 @@
-"""Failover: failure detection, the membership store and promotion (issue 5, first parts).
+"""Failover: failure detection, the membership store, promotion, and the controller.
 
 :class:`PhiAccrual` is the φ-accrual failure detector of Hayashibara et al. (SRDS 2004),
 in the form Akka uses: the gaps between a node's heartbeats are modelled as a normal
@@ -22,6 +22,12 @@ case by case: for every partition whose primary is down, the in-sync backup that
 and has acknowledged the most takes over under the next epoch (ties: the earlier in the
 partition's preference list). With no such backup the partition is reported unavailable,
 unless unclean promotion is allowed.
+
+:class:`FailoverController` puts them together over a ring: fixed partitions placed on the
+ring's preference lists, node states from heartbeats, in-sync sets from reported positions,
+promotions and fail-backs written to the store by compare-and-set under new epochs, events,
+metrics, and lock-free routes (``route_many`` in one compiled pass). It decides and
+records; the data path acts on its events and fences by epoch (README, "Failover").
 """
 
 from __future__ import annotations
