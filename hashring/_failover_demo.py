@@ -614,7 +614,9 @@ class _Cluster:
     def _handle(self, name: str, msg) -> None:
         kind, now = msg[0], time.monotonic()
         if kind == "hb":
-            self.ctl.heartbeat(name, None if msg[1] is None else {0: Position(*msg[1])}, now=now)
+            # The process id stands for the incarnation: a restarted node is a new process.
+            self.ctl.heartbeat(name, None if msg[1] is None else {0: Position(*msg[1])}, now=now,
+                               incarnation=self.procs[name].pid)
             self._react()
             return
         self.replies[(name, kind)] = msg

@@ -461,12 +461,12 @@ log = logging.getLogger("hashring.failover")
 log.addHandler(logging.NullHandler())
 
 EVENT_KINDS = frozenset({
-    "node_suspect", "node_down", "node_up", "node_trusted",
+    "node_suspect", "node_down", "node_up", "node_trusted", "node_restarted",
     "failover", "unavailable", "fail_back",
     "isr_shrink", "isr_expand", "stale_epoch", "epoch_ahead",
     "controller_paused", "controller_active", "controller_standby", "store_conflict",
 })
-_WARN_EVENTS = frozenset({"node_down", "failover", "unavailable", "stale_epoch", "epoch_ahead", "isr_shrink",
+_WARN_EVENTS = frozenset({"node_down", "node_restarted", "failover", "unavailable", "stale_epoch", "epoch_ahead", "isr_shrink",
                           "controller_paused", "store_conflict"})
 
 
@@ -559,7 +559,8 @@ class ControllerStatus:
 class _NodeTrack:
     """What the controller knows of one node."""
 
-    __slots__ = ("state", "last", "trusted_at", "down_at", "announced", "reports_positions")
+    __slots__ = ("state", "last", "trusted_at", "down_at", "announced", "reports_positions", "incarnation",
+                 "stored_incarnation", "restarted")
 
     def __init__(self, now: float):
         self.state = NodeState.UP
@@ -568,13 +569,17 @@ class _NodeTrack:
         self.down_at = None
         self.announced = True       # node_trusted was emitted for the current trusted_at
         self.reports_positions = False  # its last heartbeat carried positions
+        self.incarnation = None     # the process incarnation it last reported
+        self.stored_incarnation = None  # ... and the one the store holds (None: not read yet)
+        self.restarted = False      # a new incarnation seen; tick() acts on it
 
 
 class _PartTrack:
     """The controller's memory of one partition beyond its stored state."""
 
     __slots__ = ("revision", "changed_at", "tail", "commit", "reports", "caught_up", "last_seq", "pending",
-                 "adopted", "lead_rev", "lead_since", "claimed", "confirmed_at", "lag_since", "seen_epoch")
+                 "adopted", "lead_rev", "lead_since", "claimed", "confirmed_at", "lag_since", "seen_epoch",
+                 "lost_primary")
 
     def __init__(self, revision: int, changed_at: float):
         self.revision = revision        # store revision of the partition's record
@@ -592,6 +597,7 @@ class _PartTrack:
         self.caught_up: dict = {}       # backup -> newest primary-report time it had caught up to
         self.last_seq: dict = {}        # node -> (epoch, seq) last reported
         self.adopted = 0                # newest record revision the primary said it applies
+        self.lost_primary = False       # the primary restarted (new incarnation): replace it
         self.claimed = -math.inf        # last time the primary reported applying lead_rev or newer
         self.confirmed_at: dict = {}    # in-sync replica -> when the primary confirmed its addition
         self.lag_since = -math.inf      # lag counts from here (a gap in the reports moves it; evidence stays)
@@ -770,6 +776,9 @@ class FailoverController:
     def _part_key(self, p: int) -> str:
         return f"{self.prefix}/partition/{p}"
 
+    def _node_key(self, node: str) -> str:
+        return f"{self.prefix}/node/{node}"
+
     def partition_of(self, key) -> int:
         """The partition of ``key`` (by the ring's key rule, hashed with xxh3)."""
         h = _ring.key_query_value(_ring.key_bytes(key), _ring.ALGO_XXH3)
@@ -886,18 +895,25 @@ class FailoverController:
                     log.exception("failover event callback %r failed on %s", callback, event.kind)
 
     # --- heartbeats ---------------------------------------------------------------------
-    def heartbeat(self, node: str, positions: Mapping | None = None, now: float | None = None) -> list:
+    def heartbeat(self, node: str, positions: Mapping | None = None, now: float | None = None, *,
+                  incarnation: int | None = None) -> list:
         """Record a heartbeat from ``node`` with its replication positions.
 
         ``positions``: partition -> :class:`Position` (or a tuple of its first 2-4
         fields). The primary of a partition reports its tail and
         commit, a backup the highest seq it has acknowledged. A position under an older
         epoch than the partition's is refused (a ``stale_epoch`` event) while the
-        heartbeat still counts as a sign of life. Returns the events it caused
-        (``node_up``, ``stale_epoch``, ``isr_shrink``), which also go to the callbacks.
+        heartbeat still counts as a sign of life. ``incarnation``: a number the node
+        changes whenever it restarts without its data (a boot counter, a start time); a
+        new one takes it out of every in-sync set and away from the partitions it led,
+        even when the restart was too quick to be seen as silence, and even across a
+        controller restart (the last one is kept in the store). Returns the events it
+        caused (``node_up``, ``stale_epoch``, ``isr_shrink``), which also go to the callbacks.
         """
         _check_node_name(node, self._node_index)
         parsed = self._parse_positions(positions)
+        if incarnation is not None:
+            incarnation = _check_int("incarnation", incarnation, 0)
         if now is not None:
             now = PhiAccrual._check_now(now)
         with self._lock:
@@ -906,6 +922,18 @@ class FailoverController:
             track = self._nodes[node]
             if track.last is not None and now < track.last:
                 raise ValueError(f"now={now!r} is before {node!r}'s last heartbeat ({track.last!r})")
+            if incarnation is not None and incarnation != track.incarnation:
+                if track.stored_incarnation is None:
+                    entry = self.store.get(self._node_key(node))
+                    track.stored_incarnation = -1 if entry is None else int(entry.value)
+                known = track.incarnation if track.incarnation is not None else track.stored_incarnation
+                track.incarnation = incarnation
+                if known not in (-1, incarnation):
+                    # It restarted: nothing it reported before holds now.
+                    track.restarted = True
+                    for part_track in self._track:
+                        part_track.caught_up.pop(node, None)
+                        part_track.last_seq.pop(node, None)
             if track.state is NodeState.DOWN:
                 # Back from the dead: a fresh history (the long gap is not a sample), and no
                 # trust until it has kept heartbeating for hold_down.
@@ -1054,6 +1082,7 @@ class FailoverController:
                            "silence before now is not held against the nodes")
             self._last_tick = now
             if self._try_activate(now):
+                self._restarts(now)
                 self._update_nodes(now)
                 self._update_in_sync(now)
                 self._promote(now)
@@ -1118,6 +1147,28 @@ class FailoverController:
             track.changed_at = min(changed_at, now)
             track.reset_epoch(now)
             track.lead_rev, track.lead_since = entry.revision, now
+
+    def _restarts(self, now) -> None:
+        """Act on new incarnations: out of every in-sync set, away from every partition it
+        led (what it held is gone), trusted again only after hold_down; then remember the
+        incarnation in the store, so a successor controller knows it too."""
+        for node, track in self._nodes.items():
+            if track.incarnation is not None and track.incarnation != track.stored_incarnation:
+                if track.restarted:
+                    track.restarted = False
+                    self._emit("node_restarted", now, node=node,
+                               reason=f"new incarnation {track.incarnation}: it lost what it held")
+                    if track.state is not NodeState.DOWN:
+                        track.trusted_at = max(track.trusted_at, now + self.hold_down)
+                        track.announced = False
+                    for p, part in enumerate(self._parts):
+                        if node == part.primary:
+                            self._track[p].lost_primary = True
+                        elif node in part.in_sync:
+                            self._change_isr(p, part.in_sync - {node}, now,
+                                             [("isr_shrink", node, "restarted (new incarnation)")])
+                self.store.put(self._node_key(node), str(track.incarnation).encode())
+                track.stored_incarnation = track.incarnation
 
     def _effective_silence(self, track: _NodeTrack, now: float) -> float:
         start = self._pause_end if track.last is None else max(track.last, self._pause_end)
@@ -1277,6 +1328,8 @@ class FailoverController:
             p = decision.partition
             part = self._parts[p]
             confirmed = part.in_sync - set(self._track[p].pending)
+            if self._track[p].lost_primary:
+                confirmed = confirmed - {part.primary}      # it restarted: it holds nothing now
             if decision.new_primary is None:
                 # Keep the in-sync set: the first of them to come back takes over.
                 new = PartitionState(p, part.replicas, None, confirmed, decision.epoch)
@@ -1313,6 +1366,8 @@ class FailoverController:
         lost its log, or cannot read the store)."""
         track = self._track[part.partition]
         primary = self._nodes[part.primary] if part.primary is not None else None
+        if primary is not None and track.lost_primary:
+            return True
         # Only for a node that reports positions at all: one that heartbeats without them
         # (liveness only) is not judged on what it applies.
         return (primary is not None and primary.state is NodeState.UP and primary.reports_positions

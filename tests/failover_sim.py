@@ -181,6 +181,9 @@ class SimConfig:
     # heartbeating and waits for the controller to move the partition on; "silent" stops
     # heartbeating until the controller has convicted it (a data-path workaround).
     restart_policy: str = "wait"
+    # Heartbeats carry the node's incarnation (bumped by every restart), so the controller
+    # sees a quick restart at once; False leaves it to silence and reported positions.
+    incarnations: bool = True
     # Break the data path on purpose, to show the checker catches it: "commit_without_acks"
     # (asynchronous replication: a primary commits what it appends) or "no_fencing" (nodes
     # accept appends from older epochs).
@@ -613,6 +616,10 @@ class Sim:
         who = "" if event.node is None else f" {event.node}"
         self._note(f"ctl {event.kind}{who}{where}: {event.reason}")
 
+    def _ctl_heartbeat(self, ctl, src: str, msg: tuple) -> None:
+        incarnation = msg[3] if self.cfg.incarnations else None
+        self._ctl_call(lambda: ctl.heartbeat(src, msg[2], self.now, incarnation=incarnation))
+
     def _ctl_call(self, fn, *args) -> None:
         try:
             fn(*args)
@@ -649,7 +656,7 @@ class Sim:
             if self.ctl_paused:
                 self.ctl_held.append((src, msg))
                 return
-            self._ctl_call(self.ctl.heartbeat, src, msg[2], self.now)
+            self._ctl_heartbeat(self.ctl, src, msg)
 
     def _snapshot(self) -> tuple:
         """Every partition record as (p, revision, Rec), read from the store now."""
@@ -704,7 +711,7 @@ class Sim:
             self.send(node.name, CTL, ("Q", node.name, node.inc))
         if now >= node.next_hb and not node.silent:
             node.next_hb = now + cfg.heartbeat_interval
-            self.send(node.name, CTL, ("H", node.name, self._positions(node)))
+            self.send(node.name, CTL, ("H", node.name, self._positions(node), node.inc))
         for p, r in node.parts.items():
             if r.leading:
                 self._replicate(node, p, r)
@@ -1151,7 +1158,7 @@ class Sim:
         held, self.ctl_held = self.ctl_held, []
         for src, msg in held:
             if self.ctl is ctl:
-                self._ctl_call(ctl.heartbeat, src, msg[2], self.now)
+                self._ctl_heartbeat(ctl, src, msg)
         if self.ctl is ctl:
             self._ctl_call(ctl.tick, self.now)
         self._end_fault()

@@ -753,3 +753,45 @@ def test_stop_from_a_callback_then_start_leaves_one_loop():
     loops = [t for t in threading.enumerate() if t.name == "hashring-failover"]
     ctl.stop()
     assert len(loops) == 1
+
+
+def test_a_new_incarnation_leaves_every_in_sync_set_and_hands_over_its_partitions():
+    c = Cluster(hold_down=1.0, fail_back=False)
+    for node in NODES:
+        c.ctl.heartbeat(node, None, c.now, incarnation=1)
+    c.run(1.0)
+    led = {p for p, n in enumerate(c.primaries()) if n == "a"}
+    backs = {p for p in range(c.ctl.partitions) if "a" in c.ctl.partition(p).in_sync} - led
+    c.now += 0.05
+    events = c.ctl.heartbeat("a", None, c.now, incarnation=2)      # restarted between two beats
+    c.ctl.tick(c.now)
+    kinds = [e.kind for e in c.events]
+    assert "node_restarted" in kinds and "node_down" not in kinds
+    assert {e.partition for e in c.kinds("isr_shrink") if e.node == "a"} == backs
+    assert {e.partition for e in c.kinds("failover")} == led
+    assert all("a" not in c.ctl.partition(p).in_sync for p in range(c.ctl.partitions))
+    assert c.store.get("hashring/node/a").value == b"2"
+    # A successor controller on the store knows incarnation 2: only a change counts.
+    c.ctl.stop()
+    ctl2 = FailoverController(c.ring, 3, 2, partitions=c.ctl.partitions, clock=lambda: c.now, store=c.store)
+    ctl2.heartbeat("b", None, c.now, incarnation=1)
+    assert ctl2.heartbeat("a", None, c.now, incarnation=2) == []
+    with pytest.raises(ValueError, match="incarnation"):
+        ctl2.heartbeat("a", None, c.now, incarnation=-1)
+
+
+def test_a_restarted_primary_with_no_candidate_leaves_its_partition_unavailable_not_to_itself():
+    c = Cluster(max_lag=0.5, min_in_sync=1, hold_down=0.5)
+    for node in NODES:
+        c.ctl.heartbeat(node, None, c.now, incarnation=1)
+    c.run(1.0)
+    p = next(p for p, n in enumerate(c.primaries()) if n == "a")
+    c.lagging = set(c.ctl.partition(p).replicas[1:])
+    c.run(1.5)
+    assert c.ctl.partition(p).in_sync == {"a"}
+    c.now += 0.05
+    c.ctl.heartbeat("a", None, c.now, incarnation=2)
+    c.run(3.0)
+    part = c.ctl.partition(p)
+    assert part.primary is None and "a" not in part.in_sync
+    assert [e.partition for e in c.kinds("unavailable")] == [p]

@@ -50,8 +50,10 @@ def run_or_xfail_known(seed, config):
 def test_seed_within_tolerance(seed):
     """One faulty node at a time (crash, pause, cut, slow links) plus controller crashes
     (some mid-write), pauses and message chaos: every invariant, then liveness. Odd seeds
-    also restart crashed nodes before they can be convicted."""
-    result = run_or_xfail_known(seed, SimConfig(mode="tolerant", fast_restart=seed % 2 == 1))
+    also restart crashed nodes before they can be convicted; every other pair of seeds
+    sends no incarnation with heartbeats, so restarts show only as silence and positions."""
+    result = run_or_xfail_known(seed, SimConfig(mode="tolerant", fast_restart=seed % 2 == 1,
+                                                incarnations=seed // 2 % 2 == 0))
     assert result.acked > 0 and result.faults
 
 
@@ -287,11 +289,14 @@ def expect_code(code, run):
         raise
 
 
-def test_bug_a_primary_restarted_during_a_controller_pause_is_replaced():
+@pytest.mark.parametrize("incarnations", [True, False], ids=["incarnation", "config only"])
+def test_bug_a_primary_restarted_during_a_controller_pause_is_replaced(incarnations):
     """The primary crashes; the controller is paused (GC, SIGSTOP) before it convicts it;
     the primary restarts without its log during the pause. It refuses to lead an epoch
-    whose entries it lost, but it heartbeats, so the controller keeps it as primary."""
-    sim = Sim(11, QUIET)
+    whose entries it lost, but it heartbeats, so the controller keeps it as primary.
+    Fixed twice over: by its new incarnation, and (without one) by its never reporting
+    the record that made it primary."""
+    sim = Sim(11, replace(QUIET, incarnations=incarnations))
     sim.run_until(3.0)
     p = 0
     primary = sim.record(p).primary
@@ -301,11 +306,12 @@ def test_bug_a_primary_restarted_during_a_controller_pause_is_replaced():
     expect_code("restarted-primary-not-replaced", sim.finish)
 
 
-def test_bug_a_primary_restarted_while_a_new_controller_stands_by_is_replaced():
+@pytest.mark.parametrize("incarnations", [True, False], ids=["incarnation", "config only"])
+def test_bug_a_primary_restarted_while_a_new_controller_stands_by_is_replaced(incarnations):
     """The controller convicts the dead primary and dies just before writing its
     failover; the new controller gives every node a fresh hard_timeout of grace, and the
     primary restarts (without its log) within it: never replaced."""
-    sim = Sim(12, QUIET)
+    sim = Sim(12, replace(QUIET, incarnations=incarnations))
     sim.run_until(3.0)
     p = 0
     primary = sim.record(p).primary
@@ -377,7 +383,7 @@ def test_bug_c_new_controller_does_not_promote_an_emptied_replica():
     assert sim.record(p).in_sync == {primary}
     sim.crash_node(primary, 3.0)
     sim.run_until(sim.now + 4.0)
-    assert sim.record(p).primary is None and sim.record(p).in_sync == {primary}   # unavailable
+    assert sim.record(p).primary is None and sim.record(p).in_sync <= {primary}   # unavailable
     sim.run_until(sim.now + 2.0)
     assert sim.record(p).primary is None                   # the empty node is refused...
     sim.crash_controller(cfg.hard_timeout + 0.5)           # ... until the controller restarts
