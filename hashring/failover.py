@@ -986,7 +986,16 @@ class FailoverController:
         if not isinstance(positions, Mapping):
             raise TypeError(f"positions must be a mapping of partition -> Position, not {type(positions).__name__}")
         out = []
+        n_parts = self.partitions
         for p, pos in positions.items():
+            # The common case, checked cheaply: an int partition and a tuple of 2-4 ints.
+            if type(p) is int and 0 <= p < n_parts and type(pos) in (Position, tuple) and 2 <= len(pos) <= 4 \
+                    and all(type(v) is int and v >= 0 for v in pos):
+                pos = Position(*pos)
+                if pos.commit > pos.seq:
+                    raise ValueError(f"positions[{p}]: commit {pos.commit} is beyond seq {pos.seq}")
+                out.append((p, pos))
+                continue
             if isinstance(p, bool) or not isinstance(p, numbers.Integral) or not 0 <= p < self.partitions:
                 raise ValueError(f"positions: {p!r} is not a partition (0..{self.partitions - 1})")
             if not isinstance(pos, tuple) or not 2 <= len(pos) <= 4:
