@@ -603,15 +603,21 @@ class _PartTrack:
         self.lag_since = -math.inf      # lag counts from here (a gap in the reports moves it; evidence stays)
 
 
-def _encode_part(part: PartitionState, changed_at: float, pending, commit: int = 0) -> bytes:
+def _encode_part(part: PartitionState, changed_at: float, pending, commit: int = 0,
+                 epoch_rev: int | None = None) -> bytes:
+    """``epoch_rev``: the revision of the write that started this epoch (None on that
+    write itself: it is the record's own revision)."""
     return json.dumps({"replicas": list(part.replicas), "primary": part.primary,
                        "in_sync": sorted(part.in_sync), "pending": sorted(pending), "epoch": part.epoch,
-                       "changed_at": changed_at, "commit": commit}, separators=(",", ":")).encode()
+                       "changed_at": changed_at, "commit": commit, "epoch_rev": epoch_rev},
+                      separators=(",", ":")).encode()
 
 
-def _decode_commit(value: bytes) -> int:
-    """The commit floor a record carries (0 in records written before it did)."""
-    return int(json.loads(value).get("commit", 0))
+def _decode_extra(entry: StoreEntry) -> tuple[int, int]:
+    """A record's commit floor and the revision that started its epoch."""
+    d = json.loads(entry.value)
+    epoch_rev = d.get("epoch_rev")
+    return int(d.get("commit", 0)), entry.revision if epoch_rev is None else int(epoch_rev)
 
 
 def _decode_part(partition: int, value: bytes) -> tuple[PartitionState, float, list]:
@@ -653,7 +659,7 @@ class FailoverController:
                  suspect_phi: float | None = None, hard_timeout: float = 5.0, hold_down: float = 10.0,
                  max_lag: float = 2.0, fail_back: bool = True, unclean: bool = False,
                  pause_limit: float = 2.0, tick_interval: float = 0.05, lease_ttl: float | None = None,
-                 prefix: str = "hashring"):
+                 require_config: bool = False, prefix: str = "hashring"):
         from .ring import HashRing, RingSnapshot
         if not isinstance(ring, (HashRing, RingSnapshot)):
             raise TypeError(f"ring must be a HashRing or RingSnapshot, not {type(ring).__name__}")
@@ -694,7 +700,7 @@ class FailoverController:
             raise ValueError(f"pause_limit={self.pause_limit} must exceed twice tick_interval={self.tick_interval}")
         if lease_ttl <= 2 * self.tick_interval:
             raise ValueError(f"lease_ttl={lease_ttl} must exceed twice tick_interval={self.tick_interval}")
-        for name, flag in (("fail_back", fail_back), ("unclean", unclean)):
+        for name, flag in (("fail_back", fail_back), ("unclean", unclean), ("require_config", require_config)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
         _check_key(prefix, "prefix")
@@ -713,6 +719,7 @@ class FailoverController:
         self.suspect_phi = suspect_phi
         self.fail_back = fail_back
         self.unclean = unclean
+        self.require_config = require_config
         self.lease_ttl = lease_ttl
         self.store = store
         self.prefix = prefix
@@ -738,9 +745,9 @@ class FailoverController:
         layout = json.dumps({"partitions": n_parts, "replication_factor": rf, "nodes": list(self.nodes)},
                             separators=(",", ":")).encode()
         stored = store.get(f"{prefix}/layout")
-        if stored is None:
-            store.put(f"{prefix}/layout", layout, expect=0)
-        elif stored.value != layout:
+        if stored is None and store.put(f"{prefix}/layout", layout, expect=0) is None:
+            stored = store.get(f"{prefix}/layout")          # another controller wrote it first
+        if stored is not None and stored.value != layout:
             raise ValueError(f"the store's layout under prefix {prefix!r} is {stored.value.decode()}, not this "
                              f"controller's {layout.decode()}: partitions, replication_factor and the ring's nodes "
                              "must match (or use another prefix)")
@@ -757,16 +764,19 @@ class FailoverController:
                     raise ValueError(f"the store's partition {p} has replicas {part.replicas}, but this ring "
                                      f"places it on {self._replicas[p]} (a different ring or prefix?)")
                 self._parts.append(dataclasses.replace(part, revision=entry.revision))
-                self._track.append(_PartTrack(entry.revision, min(changed_at, now)))
-                self._track[-1].pending = {n: entry.revision for n in pending}
-                self._track[-1].commit = _decode_commit(entry.value)
+                track = _PartTrack(entry.revision, min(changed_at, now))
+                track.pending = {n: entry.revision for n in pending}
+                track.commit, track.lead_rev = _decode_extra(entry)
+                self._track.append(track)
             else:
                 part = PartitionState(p, self._replicas[p], self._replicas[p][0], frozenset(self._replicas[p]), 1)
                 self._parts.append(part)
                 self._track.append(_PartTrack(0, now))
         self._publish()
         self._events: list = []
-        self._deliver_lock = threading.Lock()
+        self._outbox: deque = deque()       # events in the order they happened, to deliver
+        self._drain_lock = threading.Lock()
+        self._draining = False
         with self._lock:
             self._try_activate(now)
             events = self._take_events()
@@ -865,34 +875,48 @@ class FailoverController:
         self._events.append(FailoverEvent(kind, now, **fields))
 
     def _take_events(self) -> list:
-        """The events of the call holding the lock (every producer holds it)."""
+        """The events of the call holding the lock (every producer holds it), queued for
+        delivery in the order they happened."""
         events, self._events = self._events, []
+        self._outbox.extend(events)
         return events
 
     def _deliver(self, events) -> list:
-        """Log the events of one call and pass them to the callbacks, outside the state
-        lock; one call's events are delivered together and in order."""
-        if not events:
-            return events
-        with self._lock:
-            callbacks = list(self._callbacks)
-        with self._deliver_lock:
-            self._deliver_now(events, callbacks)
-        return events
+        """Log queued events and pass them to the callbacks, outside the state lock, in the
+        order they happened. One thread delivers at a time; a call made meanwhile (from
+        another thread, or from a callback) only queues its events and returns, so a
+        callback may call the controller without deadlocking."""
+        while True:
+            with self._drain_lock:
+                if self._draining or not self._outbox:
+                    return events
+                self._draining = True
+            try:
+                while True:
+                    with self._drain_lock:
+                        if not self._outbox:
+                            self._draining = False
+                            break
+                        event = self._outbox.popleft()
+                    self._deliver_one(event, list(self._callbacks))
+            except BaseException:
+                with self._drain_lock:
+                    self._draining = False
+                raise
 
-    def _deliver_now(self, events, callbacks) -> None:
-        for event in events:
-            level = logging.WARNING if event.kind in _WARN_EVENTS else logging.INFO
-            if log.isEnabledFor(level):
-                log.log(level, "%s%s%s%s: %s", event.kind,
-                        "" if event.node is None else f" node={event.node}",
-                        "" if event.partition is None else f" partition={event.partition}",
-                        "" if event.epoch is None else f" epoch={event.epoch}", event.reason)
-            for callback in callbacks:
-                try:
-                    callback(event)
-                except Exception:
-                    log.exception("failover event callback %r failed on %s", callback, event.kind)
+    @staticmethod
+    def _deliver_one(event, callbacks) -> None:
+        level = logging.WARNING if event.kind in _WARN_EVENTS else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "%s%s%s%s: %s", event.kind,
+                    "" if event.node is None else f" node={event.node}",
+                    "" if event.partition is None else f" partition={event.partition}",
+                    "" if event.epoch is None else f" epoch={event.epoch}", event.reason)
+        for callback in callbacks:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("failover event callback %r failed on %s", callback, event.kind)
 
     # --- heartbeats ---------------------------------------------------------------------
     def heartbeat(self, node: str, positions: Mapping | None = None, now: float | None = None, *,
@@ -1040,9 +1064,10 @@ class FailoverController:
                 track.lag_since = now
             track.tail = max(track.tail, pos.seq)
             track.commit = max(track.commit, pos.commit)
-            config = min(pos.config, track.revision)   # a revision we never wrote confirms nothing
-            if config >= track.lead_rev:
+            if pos.config >= track.lead_rev:
                 track.claimed = now
+            # A revision we have not read (or never wrote) confirms nothing.
+            config = pos.config if pos.config <= track.revision else 0
             if config > track.adopted:
                 track.adopted = config
                 confirmed = [n for n, rev in track.pending.items() if rev <= config]
@@ -1085,8 +1110,9 @@ class FailoverController:
                 # We were paused (GC, SIGSTOP, a stalled VM): the nodes' silence during it
                 # is ours, not theirs.
                 self._pause_end = now
-                for track in self._track:                            # nor is any lag it makes look
+                for track in self._track:            # nor is any lag or silence it makes look
                     track.lag_since = now
+                    track.lead_since = max(track.lead_since, now)
                 self._emit("controller_paused", now, reason=f"no tick for {now - self._last_tick:.3f} s; "
                            "silence before now is not held against the nodes")
             self._last_tick = now
@@ -1150,34 +1176,47 @@ class FailoverController:
         self._parts[p] = part = dataclasses.replace(part, revision=entry.revision)
         track = self._track[p]
         track.revision = entry.revision
-        track.pending = {n: min(track.pending.get(n, entry.revision), entry.revision) for n in pending}
-        track.commit = max(track.commit, _decode_commit(entry.value))
+        # We may have missed records between: only a config this new confirms them.
+        track.pending = {n: entry.revision for n in pending}
+        commit, epoch_rev = _decode_extra(entry)
         if part.epoch != old.epoch:
             track.changed_at = min(changed_at, now)
             track.reset_epoch(now)
-            track.lead_rev, track.lead_since = entry.revision, now
+            track.commit = commit                   # the new epoch's floor (unclean may lower it)
+            track.lead_rev, track.lead_since = epoch_rev, now
+        else:
+            track.commit = max(track.commit, commit)
 
     def _restarts(self, now) -> None:
         """Act on new incarnations: out of every in-sync set, away from every partition it
         led (what it held is gone), trusted again only after hold_down; then remember the
         incarnation in the store, so a successor controller knows it too."""
         for node, track in self._nodes.items():
-            if track.incarnation is not None and track.incarnation != track.stored_incarnation:
-                if track.restarted:
-                    track.restarted = False
-                    self._emit("node_restarted", now, node=node,
-                               reason=f"new incarnation {track.incarnation}: it lost what it held")
-                    if track.state is not NodeState.DOWN:
-                        track.trusted_at = max(track.trusted_at, now + self.hold_down)
-                        track.announced = False
-                    for p, part in enumerate(self._parts):
-                        if node == part.primary:
-                            self._track[p].lost_primary = True
-                        elif node in part.in_sync:
-                            self._change_isr(p, part.in_sync - {node}, now,
-                                             [("isr_shrink", node, "restarted (new incarnation)")])
-                self.store.put(self._node_key(node), str(track.incarnation).encode())
+            if track.incarnation is None or track.incarnation == track.stored_incarnation:
+                continue
+            entry = self.store.get(self._node_key(node))
+            if entry is not None and int(entry.value) == track.incarnation:
+                track.restarted = False             # another controller has handled it
                 track.stored_incarnation = track.incarnation
+                continue
+            if track.restarted:
+                if track.state is not NodeState.DOWN:
+                    track.trusted_at = max(track.trusted_at, now + self.hold_down)
+                    track.announced = False
+                done = True
+                for p, part in enumerate(self._parts):
+                    if node == part.primary:
+                        self._track[p].lost_primary = True
+                    elif node in part.in_sync:
+                        done &= self._change_isr(p, part.in_sync - {node}, now,
+                                                 [("isr_shrink", node, "restarted (new incarnation)")])
+                if not done:
+                    continue                        # a conflict: try again next tick
+                track.restarted = False
+                self._emit("node_restarted", now, node=node,
+                           reason=f"new incarnation {track.incarnation}: it lost what it held")
+            self.store.put(self._node_key(node), str(track.incarnation).encode())
+            track.stored_incarnation = track.incarnation
 
     def _effective_silence(self, track: _NodeTrack, now: float) -> float:
         start = self._pause_end if track.last is None else max(track.last, self._pause_end)
@@ -1260,7 +1299,7 @@ class FailoverController:
             if reasons:
                 self._change_isr(p, in_sync, now, reasons)
 
-    def _change_isr(self, p, in_sync, now, changes) -> None:
+    def _change_isr(self, p, in_sync, now, changes) -> bool:
         """One write of partition ``p``'s new in-sync set; ``changes``: (kind, node, reason)."""
         part = self._parts[p]
         track = self._track[p]
@@ -1270,18 +1309,20 @@ class FailoverController:
             if kind == "isr_expand":
                 pending[node] = None        # the revision of this very write
         if not self._write(p, new, track.changed_at, now, pending):
-            return                          # a conflict (reloaded): decide again next tick
+            return False                    # a conflict (reloaded): decide again next tick
         track.pending = {n: track.revision if rev is None else rev for n, rev in pending.items()}
         for kind, node, reason in changes:
             self._metrics["isr_shrinks" if kind == "isr_shrink" else "isr_expands"] += 1
             self._emit(kind, now, node=node, partition=p, epoch=part.epoch, revision=track.revision,
                        reason=f"{reason}; in sync: {sorted(in_sync)}")
+        return True
 
-    def _write(self, p, new: PartitionState, changed_at: float, now: float, pending=()) -> bool:
+    def _write(self, p, new: PartitionState, changed_at: float, now: float, pending=(),
+               new_epoch: bool = False) -> bool:
         """Compare-and-set partition ``p``'s record; on a conflict reload it and say so."""
         track = self._track[p]
-        revision = self.store.put(self._part_key(p), _encode_part(new, changed_at, pending, track.commit),
-                                  expect=track.revision)
+        value = _encode_part(new, changed_at, pending, track.commit, None if new_epoch else track.lead_rev)
+        revision = self.store.put(self._part_key(p), value, expect=track.revision)
         if revision is None:
             self._metrics["store_conflicts"] += 1
             entry = self.store.get(self._part_key(p))
@@ -1352,13 +1393,16 @@ class FailoverController:
             if not decision.clean:
                 in_sync = {decision.new_primary}
             new = PartitionState(p, part.replicas, decision.new_primary, frozenset(in_sync), decision.epoch)
+            floor = self._track[p].commit
+            if not decision.clean:
+                # What it holds is all there is now: commits beyond it went with the others.
+                self._track[p].commit = positions.get((decision.new_primary, p), (0, 0))[1]
             if not self._new_epoch(p, new, now):
+                self._track[p].commit = max(self._track[p].commit, floor)
                 continue
             self._metrics["failovers"] += 1
             if not decision.clean:
                 self._metrics["unclean_failovers"] += 1
-                # What it holds is all there is now: commits before it are gone with the others.
-                self._track[p].commit = positions.get((decision.new_primary, p), (0, 0))[1]
             failed = self._nodes[part.primary].last if part.primary is not None else None
             if failed is not None:
                 self._promotion_delays.append(now - failed)
@@ -1377,14 +1421,14 @@ class FailoverController:
         primary = self._nodes[part.primary] if part.primary is not None else None
         if primary is not None and track.lost_primary:
             return True
-        # Only for a node that reports positions at all: one that heartbeats without them
-        # (liveness only) is not judged on what it applies.
-        return (primary is not None and primary.state is NodeState.UP and primary.reports_positions
+        # Only when the data path reports configs (require_config): otherwise a primary
+        # is never judged on what it applies.
+        return (self.require_config and primary is not None and primary.state is NodeState.UP
                 and now - max(track.claimed, track.lead_since) >= self.hard_timeout)
 
     def _new_epoch(self, p, new: PartitionState, now) -> bool:
         """Write a partition's next epoch; its unconfirmed additions were left out of ``new``."""
-        if not self._write(p, new, now, now):
+        if not self._write(p, new, now, now, new_epoch=True):
             return False
         track = self._track[p]
         track.changed_at = now

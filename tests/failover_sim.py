@@ -595,7 +595,8 @@ class Sim:
         ctl = FailoverController(self.ring, cfg.replication_factor, cfg.min_in_sync, partitions=cfg.partitions,
                                  detector=PhiAccrual(threshold=8), clock=self._clock, store=self.ctl_store,
                                  hard_timeout=cfg.hard_timeout, hold_down=cfg.hold_down, max_lag=cfg.max_lag,
-                                 tick_interval=cfg.tick_interval, fail_back=cfg.fail_back, prefix=PREFIX)
+                                 tick_interval=cfg.tick_interval, fail_back=cfg.fail_back,
+                                 require_config=True, prefix=PREFIX)   # this data path reports configs
         ctl.on_event(self._on_ctl_event)
         self.ctl = ctl
         self.ctl_paused = False

@@ -795,3 +795,42 @@ def test_a_restarted_primary_with_no_candidate_leaves_its_partition_unavailable_
     part = c.ctl.partition(p)
     assert part.primary is None and "a" not in part.in_sync
     assert [e.partition for e in c.kinds("unavailable")] == [p]
+
+
+# --- found in the second review ---------------------------------------------------------------
+
+def test_primaries_that_report_no_config_are_not_replaced_unless_configs_are_required():
+    c = Cluster()
+    c.confirm = False
+    c.run(30.0)
+    assert not c.kinds("failover") and not c.kinds("unavailable")
+    strict = Cluster(require_config=True, hard_timeout=2.0)
+    strict.confirm = False
+    strict.run(3.0)
+    assert strict.kinds("failover")                 # opted in: a primary that applies nothing goes
+
+
+def test_a_callback_may_call_the_controller():
+    c = Cluster()
+    c.run(1.0)
+    results = []
+
+    def on_event(event):
+        if event.kind == "failover" and not results:
+            part = c.ctl.partition(event.partition)
+            backup = next((n for n in part.in_sync if n != part.primary), None)
+            if backup is not None:
+                results.append(c.ctl.leave_in_sync(backup, event.partition, "from a callback"))
+
+    c.ctl.on_event(on_event)
+    done = threading.Event()
+
+    def run():
+        c.run(1.5, alive="bcd")
+        done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert done.wait(10), "a callback calling the controller deadlocked it"
+    assert results and [e.kind for e in results[0]] == ["isr_shrink"]
+    assert any(e.reason.startswith("from a callback") for e in c.kinds("isr_shrink"))
