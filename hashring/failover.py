@@ -1051,6 +1051,8 @@ class FailoverController:
             # out an epoch at or below it.
             if pos.epoch > track.seen_epoch:
                 track.seen_epoch = pos.epoch
+                if not self._active:
+                    return                          # a standby is merely behind the store's records
                 self._emit("epoch_ahead", now, node=node, partition=p, epoch=pos.epoch,
                            reason=f"reported epoch {pos.epoch}, above the record's {part.epoch}; "
                                   "new epochs will go above it")
