@@ -466,8 +466,8 @@ EVENT_KINDS = frozenset({
     "isr_shrink", "isr_expand", "stale_epoch", "epoch_ahead",
     "controller_paused", "controller_active", "controller_standby", "store_conflict",
 })
-_WARN_EVENTS = frozenset({"node_down", "node_restarted", "failover", "unavailable", "stale_epoch", "epoch_ahead", "isr_shrink",
-                          "controller_paused", "store_conflict"})
+_WARN_EVENTS = frozenset({"node_down", "node_restarted", "failover", "unavailable", "stale_epoch", "epoch_ahead",
+                          "isr_shrink", "controller_paused", "store_conflict"})
 
 
 class StaleEpochError(Exception):
@@ -479,8 +479,8 @@ class Position(NamedTuple):
     """What a replica reports for one partition: the epoch it follows, the highest seq it
     holds (a backup: acknowledged; the primary: appended) and, from the primary, the
     commit position (every seq up to it is committed) and ``config``: the revision of the
-    partition's record (``FailoverController.revision(p)``) whose in-sync set its commit
-    rule applies. A replica added to the in-sync set becomes a promotion candidate only
+    partition's record (``PartitionState.revision``) whose in-sync set its commit rule
+    applies. A replica added to the in-sync set becomes a promotion candidate only
     once the primary reports a config that new: before that, the primary may have
     committed entries without it."""
 
@@ -544,7 +544,7 @@ class PartitionStatus:
     primary: str | None
     in_sync: tuple
     epoch: int
-    commit: int                 # last commit position the primary reported (this epoch)
+    commit: int                 # the commit floor: the highest commit a primary reported
     available: bool
 
 
@@ -559,16 +559,13 @@ class ControllerStatus:
 class _NodeTrack:
     """What the controller knows of one node."""
 
-    __slots__ = ("state", "last", "trusted_at", "down_at", "announced", "reports_positions", "incarnation",
-                 "stored_incarnation", "restarted")
+    __slots__ = ("state", "last", "trusted_at", "announced", "incarnation", "stored_incarnation", "restarted")
 
     def __init__(self, now: float):
         self.state = NodeState.UP
         self.last = None            # time of the last heartbeat (None: never heard from)
         self.trusted_at = now       # eligible from this time on
-        self.down_at = None
         self.announced = True       # node_trusted was emitted for the current trusted_at
-        self.reports_positions = False  # its last heartbeat carried positions
         self.incarnation = None     # the process incarnation it last reported
         self.stored_incarnation = None  # ... and the one the store holds (None: not read yet)
         self.restarted = False      # a new incarnation seen; tick() acts on it
@@ -613,17 +610,23 @@ def _encode_part(part: PartitionState, changed_at: float, pending, commit: int =
                       separators=(",", ":")).encode()
 
 
-def _decode_extra(entry: StoreEntry) -> tuple[int, int]:
-    """A record's commit floor and the revision that started its epoch."""
+class _Record(NamedTuple):
+    """A partition record as read from the store."""
+
+    part: PartitionState        # with the entry's revision
+    changed_at: float
+    pending: list
+    commit: int                 # the commit floor
+    epoch_rev: int              # the revision of the write that started the epoch
+
+
+def _decode_part(partition: int, entry: StoreEntry) -> _Record:
     d = json.loads(entry.value)
+    part = PartitionState(partition, tuple(d["replicas"]), d["primary"], frozenset(d["in_sync"]),
+                          int(d["epoch"]), entry.revision)
     epoch_rev = d.get("epoch_rev")
-    return int(d.get("commit", 0)), entry.revision if epoch_rev is None else int(epoch_rev)
-
-
-def _decode_part(partition: int, value: bytes) -> tuple[PartitionState, float, list]:
-    d = json.loads(value)
-    return (PartitionState(partition, tuple(d["replicas"]), d["primary"], frozenset(d["in_sync"]),
-                           int(d["epoch"])), float(d["changed_at"]), list(d.get("pending", ())))
+    return _Record(part, float(d["changed_at"]), list(d.get("pending", ())), int(d.get("commit", 0)),
+                   entry.revision if epoch_rev is None else int(epoch_rev))
 
 
 class FailoverController:
@@ -731,7 +734,6 @@ class FailoverController:
         self._node_index = {name: i for i, name in enumerate(self.nodes)}
 
         now = float(first)
-        self._started = now
         self._last_tick = None
         self._pause_end = now             # silence before this does not count
         self._nodes = {name: _NodeTrack(now) for name in self.nodes}
@@ -759,14 +761,14 @@ class FailoverController:
         for p in range(n_parts):
             entry = store.get(self._part_key(p))
             if entry is not None:
-                part, changed_at, pending = _decode_part(p, entry.value)
-                if set(part.replicas) != set(self._replicas[p]):
-                    raise ValueError(f"the store's partition {p} has replicas {part.replicas}, but this ring "
-                                     f"places it on {self._replicas[p]} (a different ring or prefix?)")
-                self._parts.append(dataclasses.replace(part, revision=entry.revision))
-                track = _PartTrack(entry.revision, min(changed_at, now))
-                track.pending = {n: entry.revision for n in pending}
-                track.commit, track.lead_rev = _decode_extra(entry)
+                record = _decode_part(p, entry)
+                if set(record.part.replicas) != set(self._replicas[p]):
+                    raise ValueError(f"the store's partition {p} has replicas {record.part.replicas}, but this "
+                                     f"ring places it on {self._replicas[p]} (a different ring or prefix?)")
+                self._parts.append(record.part)
+                track = _PartTrack(entry.revision, min(record.changed_at, now))
+                track.pending = {n: entry.revision for n in record.pending}
+                track.commit, track.lead_rev = record.commit, record.epoch_rev
                 self._track.append(track)
             else:
                 part = PartitionState(p, self._replicas[p], self._replicas[p][0], frozenset(self._replicas[p]), 1)
@@ -967,14 +969,12 @@ class FailoverController:
                     part_track.last_seq.pop(node, None)
                 track.state = NodeState.UP
                 track.trusted_at = now + self.hold_down
-                track.down_at = None
                 track.announced = False
                 self._emit("node_up", now, node=node,
                            reason=f"heartbeating again; trusted from t={track.trusted_at:.3f}")
                 self._publish()
             self.detector.heartbeat(node, now)
             track.last = now
-            track.reports_positions = bool(parsed)
             for p, pos in parsed:
                 self._record_position(node, p, pos, now)
             events = self._take_events()
@@ -1173,21 +1173,20 @@ class FailoverController:
         return True
 
     def _reload(self, p, entry, now) -> None:
-        part, changed_at, pending = _decode_part(p, entry.value)
+        record = _decode_part(p, entry)
         old = self._parts[p]
-        self._parts[p] = part = dataclasses.replace(part, revision=entry.revision)
+        self._parts[p] = record.part
         track = self._track[p]
         track.revision = entry.revision
         # We may have missed records between: only a config this new confirms them.
-        track.pending = {n: entry.revision for n in pending}
-        commit, epoch_rev = _decode_extra(entry)
-        if part.epoch != old.epoch:
-            track.changed_at = min(changed_at, now)
+        track.pending = {n: entry.revision for n in record.pending}
+        if record.part.epoch != old.epoch:
+            track.changed_at = min(record.changed_at, now)
             track.reset_epoch(now)
-            track.commit = commit                   # the new epoch's floor (unclean may lower it)
-            track.lead_rev, track.lead_since = epoch_rev, now
+            track.commit = record.commit            # the new epoch's floor (unclean may lower it)
+            track.lead_rev, track.lead_since = record.epoch_rev, now
         else:
-            track.commit = max(track.commit, commit)
+            track.commit = max(track.commit, record.commit)
 
     def _restarts(self, now) -> None:
         """Act on new incarnations: out of every in-sync set, away from every partition it
@@ -1240,7 +1239,6 @@ class FailoverController:
                 why = (f"phi {phi:.2f} >= {self.detector.threshold}" if phi >= self.detector.threshold
                        else f"silent for {silence:.3f} s >= hard_timeout {self.hard_timeout}")
                 track.state = NodeState.DOWN
-                track.down_at = now
                 self._emit("node_down", now, node=node, reason=why)
                 changed = True
             elif phi >= self.suspect_phi:
@@ -1354,28 +1352,27 @@ class FailoverController:
 
     def _promote(self, now) -> None:
         states = self._decision_view(now)
-        todo = [part for part in self._parts
-                if part.primary is None or states[part.primary] is NodeState.DOWN or self._not_leading(part, now)]
+        todo = []
+        for part in self._parts:
+            if part.primary is None or states[part.primary] is NodeState.DOWN:
+                todo.append((part, states))
+            elif self._not_leading(part, now):
+                todo.append((part, dict(states, **{part.primary: NodeState.DOWN})))   # for this partition only
         if not todo:
             return
         positions = {}
-        eligible_parts = []
-        for part in todo:
+        decisions = []
+        for part, view in todo:
             positions.update(self._positions(part.partition))
             # Not candidates: a replica whose addition the primary never confirmed (it may
             # have committed without it), and one that reported less than the last commit.
             track = self._track[part.partition]
             in_sync = frozenset(n for n in part.in_sync if n == part.primary or (
                 n not in track.pending and track.last_seq.get(n, (0, 0))[1] >= track.commit))
-            eligible_parts.append(PartitionState(part.partition, part.replicas, part.primary, in_sync,
-                                                 max(part.epoch, track.seen_epoch)))
+            eligible = PartitionState(part.partition, part.replicas, part.primary, in_sync,
+                                      max(part.epoch, track.seen_epoch))
+            decisions += decide_promotions([eligible], view, positions, unclean=self.unclean)
         changed = False
-        decisions = []
-        for part in eligible_parts:
-            view = states
-            if part.primary is not None and self._not_leading(part, now):
-                view = dict(states, **{part.primary: NodeState.DOWN})   # for this partition only
-            decisions += decide_promotions([part], view, positions, unclean=self.unclean)
         for decision in decisions:
             p = decision.partition
             part = self._parts[p]
