@@ -111,7 +111,9 @@ def test_route_many_agrees_with_route_for_every_door():
     c.run(1.5, alive="bcd")                           # some partitions fail over
     assert c.kinds("failover")
     keys = [f"key-{i}" for i in range(5000)]
-    for batch in (keys, np.array(keys), np.array(keys, dtype="S"), [k.encode() for k in keys]):
+    pa = pytest.importorskip("pyarrow")
+    for batch in (keys, np.array(keys), np.array(keys, dtype="S"), [k.encode() for k in keys],
+                  pa.array(keys), pa.chunked_array([keys[:1234], keys[1234:]])):
         routes = c.ctl.route_many(batch)
         for i in range(0, 5000, 97):
             r = c.ctl.route(keys[i])
